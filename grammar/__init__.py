@@ -1,0 +1,1 @@
+"""The Dockerfile grammar, shipped as package data of ``rootless.grammar``."""

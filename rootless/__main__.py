@@ -1,0 +1,3 @@
+from rootless.cli import main
+
+main()

@@ -1,0 +1,131 @@
+"""Command-line entry point: ``rootless VERB ...``.
+
+This is the only place that reads argv and the environment into options,
+prints errors and chooses exit codes. Verbs live in sibling modules, each with
+``register(verbs, groups)``; a module imports its heavy dependencies inside the
+handler so that ``rootless run`` pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rootless import __version__
+from rootless.errors import RootlessError
+
+# Verb modules, in the order their verbs appear in --help.
+VERB_MODULES = (
+    "rootless.cli.build",
+    "rootless.cli.containers",
+    "rootless.cli.images",
+    "rootless.cli.registry",
+    "rootless.cli.dockerfile",
+    "rootless.cli.system",
+)
+
+# Management groups, as in `docker image ls`, `docker system df`.
+GROUPS = {
+    "image": "Manage images",
+    "container": "Manage containers",
+    "system": "Manage rootless",
+    "builder": "Manage the build cache",
+    "dockerfile": "Inspect Dockerfiles",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalOptions:
+    """Options every verb may read; built once from argv and the environment."""
+
+    root: Path
+    debug: bool
+    storage_driver: str
+
+
+Handler = Callable[[GlobalOptions, argparse.Namespace], int | None]
+
+
+def default_root() -> Path:
+    env = os.environ.get("ROOTLESS_ROOT")
+    if env:
+        return Path(env)
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "rootless"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with a one-line error, as docker does for bad flags."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"rootless: {message}\nSee '{self.prog} --help'.\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = _Parser(
+        prog="rootless",
+        description="Build and run Docker images as an ordinary user: no root, no daemon.",
+    )
+    parser.add_argument("--version", action="version", version=f"rootless version {__version__}")
+    parser.add_argument("--root", type=Path, help="store directory (default $ROOTLESS_ROOT, "
+                        "else $XDG_DATA_HOME/rootless)")
+    parser.add_argument("-D", "--debug", action="store_true", help="debug output")
+    parser.add_argument("--storage-driver", choices=("auto", "fuse", "overlay", "vfs"),
+                        help="copy-on-write driver (default $ROOTLESS_STORAGE_DRIVER, else auto)")
+    verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+    groups: dict[str, argparse._SubParsersAction[_Parser]] = {}
+    for name, help_text in GROUPS.items():
+        group = verbs.add_parser(name, help=help_text, description=help_text)
+        groups[name] = group.add_subparsers(dest="subverb", metavar="COMMAND",
+                                            parser_class=_Parser)
+        group.set_defaults(handler=_group_help(group))
+    for module_name in VERB_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # that part of rootless is not written yet
+            raise
+        module.register(verbs, groups)
+    return parser
+
+
+def _group_help(group: argparse.ArgumentParser) -> Handler:
+    def show(_opts: GlobalOptions, _args: argparse.Namespace) -> int:
+        group.print_help()
+        return 0
+    return show
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        sys.exit(0)
+    opts = GlobalOptions(
+        root=args.root or default_root(),
+        debug=args.debug or bool(os.environ.get("ROOTLESS_DEBUG")),
+        storage_driver=args.storage_driver or os.environ.get("ROOTLESS_STORAGE_DRIVER") or "auto",
+    )
+    try:
+        code = handler(opts, args)
+    except RootlessError as err:
+        print(f"rootless: {err}", file=sys.stderr)
+        if err.hint:
+            print(f"hint: {err.hint}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        # `rootless images | head`: the reader left; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    sys.exit(code or 0)

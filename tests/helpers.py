@@ -1,0 +1,112 @@
+"""Helpers shared by tests: the CLI runner and offline base images."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BUSYBOX = Path("/bin/busybox")
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+Rootless = Callable[..., Result]
+
+
+def runner(root: Path) -> Rootless:
+    """A function running ``rootless --root ROOT ARGS``; raises on failure unless check=False."""
+
+    def run(
+        *args: str | os.PathLike[str],
+        input: str | bytes | None = None,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        timeout: float = 300,
+    ) -> Result:
+        cmd = ["rootless", "--root", str(root), *map(str, args)]
+        full_env = {**os.environ, **(env or {})}
+        data = input.encode() if isinstance(input, str) else input
+        proc = subprocess.run(cmd, input=data, capture_output=True, env=full_env, cwd=cwd,
+                              timeout=timeout)
+        result = Result(proc.returncode, proc.stdout.decode(errors="replace"),
+                        proc.stderr.decode(errors="replace"))
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(cmd)} exited {proc.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    return run
+
+
+def busybox_applets() -> Sequence[str]:
+    out = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def make_busybox_rootfs_tar(dest: Path, extra: dict[str, bytes] | None = None) -> Path:
+    """A minimal, real root filesystem: busybox-static plus its applet links."""
+    if not BUSYBOX.exists():
+        pytest.skip("busybox-static is not installed")
+
+    def add_dir(tar: tarfile.TarFile, name: str, mode: int = 0o755) -> None:
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.DIRTYPE
+        info.mode = mode
+        info.mtime = 1700000000
+        tar.addfile(info)
+
+    def add_file(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mode = mode
+        info.mtime = 1700000000
+        tar.addfile(info, io.BytesIO(data))
+
+    with tarfile.open(dest, "w") as tar:
+        for d in ("bin", "etc", "root", "home", "usr", "usr/bin", "var", "dev", "proc", "sys"):
+            add_dir(tar, d)
+        add_dir(tar, "tmp", 0o1777)
+        add_file(tar, "bin/busybox", BUSYBOX.read_bytes(), 0o755)
+        for applet in busybox_applets():
+            if applet == "busybox":
+                continue
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type = tarfile.SYMTYPE
+            info.linkname = "busybox"
+            info.mtime = 1700000000
+            tar.addfile(info)
+        add_file(tar, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"
+                 b"daemon:x:1:1:daemon:/usr/sbin:/bin/false\n"
+                 b"nobody:x:65534:65534:nobody:/home:/bin/false\n")
+        add_file(tar, "etc/group", b"root:x:0:\ndaemon:x:1:\nnogroup:x:65534:\n")
+        for name, data in (extra or {}).items():
+            add_file(tar, name, data)
+    return dest
+
+
+def which(tool: str) -> str:
+    """The path of a peer tool, or skip the test naming what is missing."""
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} is not installed")
+    return path
