@@ -26,6 +26,7 @@ VERB_MODULES = (
     "rootless.cli.registry",
     "rootless.cli.dockerfile",
     "rootless.cli.system",
+    "rootless.cli.info",
 )
 
 # Management groups, as in `docker image ls`, `docker system df`.
