@@ -1,0 +1,146 @@
+"""Check that a byte stream is one complete tar archive, as it streams past.
+
+Python's ``tarfile`` forgives a stream that stops between members, or in the
+middle of a header, and reports a clean end; an image built from such a
+stream silently loses files. ``TarChecker`` walks the headers itself and
+insists on the end-of-archive marker, so a truncated download or a cut
+``cat rootfs.tar`` is refused before anything is committed.
+"""
+
+from __future__ import annotations
+
+from rootless.errors import LayerError
+
+BLOCK = 512
+# Types that never carry data, whatever their size field says; every other
+# type (files, pax and GNU long-name headers, unknown ones) is followed by
+# its size in data blocks, as tarfile assumes too.
+_NO_DATA_TYPES = frozenset(b"123456")
+
+
+class TarChecker:
+    """Feed chunks with ``feed``; ``finish`` raises LayerError unless the tar was whole."""
+
+    def __init__(self, what: str = "tar archive") -> None:
+        self.what = what
+        self.members = 0
+        self._buf = bytearray()
+        self._skip = 0            # data bytes still to pass before the next header
+        self._ended = False       # saw the zero block that ends the archive
+        self._pax_size: int | None = None
+        self._pax_pending = bytearray()
+        self._pax_left = 0
+        self._sparse_ext = False  # GNU sparse extension headers follow
+        self._offset = 0
+
+    def feed(self, data: bytes) -> None:
+        if self._ended:
+            return  # padding after the end marker is allowed
+        view = memoryview(data)
+        while len(view) and not self._ended:
+            if self._skip:
+                take = min(self._skip, len(view))
+                if self._pax_left:
+                    grab = min(self._pax_left, take)
+                    self._pax_pending += view[:grab]
+                    self._pax_left -= grab
+                    if not self._pax_left:
+                        self._pax_size = _pax_size(bytes(self._pax_pending))
+                self._skip -= take
+                self._offset += take
+                view = view[take:]
+                continue
+            need = BLOCK - len(self._buf)
+            self._buf += view[:need]
+            self._offset += min(need, len(view))
+            view = view[need:]
+            if len(self._buf) == BLOCK:
+                block = bytes(self._buf)
+                self._buf.clear()
+                self._header(block)
+
+    def finish(self) -> None:
+        if self._ended:
+            return
+        if self._offset == 0:
+            raise LayerError(f"{self.what} is empty: expected a tar archive")
+        raise LayerError(f"{self.what} is truncated: the stream ends at byte {self._offset} "
+                         f"without the tar end-of-archive marker")
+
+    def _header(self, block: bytes) -> None:
+        if self._sparse_ext:
+            self._sparse_ext = block[504] != 0
+            return
+        if block == bytes(BLOCK):
+            self._ended = True  # the end marker; an empty archive is just this
+            return
+        if not _checksum_ok(block):
+            if self.members == 0:
+                raise LayerError(f"{self.what} is not a tar archive")
+            raise LayerError(f"{self.what} is corrupt: bad tar header at byte "
+                             f"{self._offset - BLOCK}")
+        kind = block[156]
+        size = _number(block[124:136], self.what)
+        if kind in (ord("x"), ord("g")):
+            self._pax_pending.clear()
+            self._pax_left = size
+        elif kind in (ord("L"), ord("K")):
+            pass  # GNU long name for the next header; its data is skipped below
+        else:
+            self.members += 1
+            if self._pax_size is not None:
+                size = self._pax_size
+            self._pax_size = None
+            if kind == ord("S") and block[482] != 0:
+                self._sparse_ext = True
+        if kind in _NO_DATA_TYPES:
+            size = 0  # links, devices, dirs, fifos: any size field is not data
+        self._skip = -(-size // BLOCK) * BLOCK
+
+
+def _checksum_ok(block: bytes) -> bool:
+    try:
+        stored = int(block[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
+    except ValueError:
+        return False
+    rest = block[:148] + block[156:]
+    unsigned = sum(rest) + 8 * 32
+    signed = unsigned - 256 * sum(1 for b in rest if b > 127)
+    return stored in (unsigned, signed)
+
+
+def _number(field: bytes, what: str) -> int:
+    if field[0] & 0x80:  # GNU base-256 for sizes beyond 8 GiB
+        value = field[0] & 0x7F
+        for byte in field[1:]:
+            value = (value << 8) | byte
+        return value
+    text = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(text or b"0", 8)
+    except ValueError:
+        raise LayerError(f"{what} is corrupt: bad size field {field!r}") from None
+
+
+def _pax_size(records: bytes) -> int | None:
+    """The ``size`` a pax extended header sets for the next member, if any."""
+    pos = 0
+    size: int | None = None
+    while pos < len(records):
+        space = records.find(b" ", pos)
+        if space < 0:
+            break
+        try:
+            length = int(records[pos:space])
+        except ValueError:
+            break
+        if length <= 0:
+            break
+        key, _, value = records[space + 1:pos + length - 1].partition(b"=")
+        if key == b"size":
+            try:
+                size = int(value)
+            except ValueError:
+                pass
+        pos += length
+    return size

@@ -1,0 +1,491 @@
+"""The image store: a content-addressed OCI image layout on disk.
+
+::
+
+    <root>/oci-layout, index.json   tags as org.opencontainers.image.ref.name
+    <root>/blobs/sha256/<hex>       every blob once, read-only, shared between images
+    <root>/tmp/                     temp files; renamed into place when complete
+    <root>/lock                     flock held for multi-step mutations
+    <root>/gc.lock                  shared by writers holding a lease, exclusive for GC
+    <root>/layers/sha256/<diff_id>  unpacked layers (filled by the cowfs)
+    <root>/containers/<id>/         container records (the sandbox's)
+
+Guarantees, for every method below unless it says otherwise:
+
+- Atomic: blobs and ``index.json`` are written to ``tmp/`` and renamed into
+  place, so readers (and a process killed at any moment) see the old state or
+  the new one, never a half-written file.
+- Verified: a blob enters ``blobs/`` only once its content hashes to its name.
+- Safe between processes: ``index.json`` changes happen under ``lock()``.
+  Garbage collection also takes ``gc.lock`` exclusively; a caller that
+  stores blobs and references them later (a pull, a build) holds
+  ``lease()`` in between so a concurrent prune cannot collect them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import zlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from rootless.errors import (
+    BlobNotFound,
+    DigestMismatch,
+    ImageNotFound,
+    ReferenceError_,
+    StoreError,
+)
+from rootless.fsutil import atomic_write
+from rootless.oci.digest import CHUNK, Digest, Hasher, sha256_of
+from rootless.oci.model import (
+    OCI_CONFIG,
+    OCI_LAYER_GZIP,
+    REF_NAME,
+    Descriptor,
+    Index,
+    LayerInfo,
+    Manifest,
+    canonical_json,
+    load_json_object,
+)
+from rootless.oci.tarstream import TarChecker
+from rootless.reference import ImageReference, is_image_id_prefix
+from rootless.store.blobs import BlobWriter
+from rootless.store.gc import GcReport, reachable_blobs, sweep_blobs, sweep_layer_dirs, sweep_temp
+from rootless.store.image import StoredImage
+
+__all__ = ["BlobWriter", "GcReport", "Store", "StoredImage"]
+
+OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+GZIP_LEVEL = 6
+
+
+class Store:
+    """One store directory. Cheap to open; holds no state beyond lock depth."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.blobs_dir = self.root / "blobs" / "sha256"
+        self.tmp_dir = self.root / "tmp"
+        self.layers_dir = self.root / "layers" / "sha256"
+        self.containers_dir = self.root / "containers"
+        self.buildcache_dir = self.root / "buildcache"
+        self.index_path = self.root / "index.json"
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
+        self._lease_fd: int | None = None
+        self._lease_depth = 0
+
+    @classmethod
+    def open(cls, root: Path) -> Store:
+        """Open the store at ``root``, creating the layout if it is missing (idempotent)."""
+        store = cls(root)
+        try:
+            for directory in (store.blobs_dir, store.tmp_dir, store.layers_dir,
+                              store.containers_dir):
+                directory.mkdir(parents=True, exist_ok=True)
+            layout = store.root / "oci-layout"
+            if not layout.exists():
+                atomic_write(layout, OCI_LAYOUT, tmp_dir=store.tmp_dir)
+            if not store.index_path.exists():
+                with store.lock():
+                    if not store.index_path.exists():
+                        store._write_index([])
+        except PermissionError as exc:
+            raise StoreError(f"cannot use store {root}: {exc.strerror}",
+                             hint="choose another directory with --root or ROOTLESS_ROOT")
+        return store
+
+    # -- locking -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the store's exclusive lock (reentrant within this Store object).
+
+        Take it around read-modify-write sequences on tags and images. Do not
+        take ``lease()`` while holding it (lease first, then lock).
+        """
+        if self._lock_depth == 0:
+            fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._lock_fd = fd
+        self._lock_depth += 1
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0 and self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[None]:
+        """Keep garbage collection away while blobs are stored but not yet referenced.
+
+        Shared between writers; ``gc()`` waits for all leases. Reentrant.
+        """
+        if self._lease_depth == 0:
+            fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._lease_fd = fd
+        self._lease_depth += 1
+        try:
+            yield
+        finally:
+            self._lease_depth -= 1
+            if self._lease_depth == 0 and self._lease_fd is not None:
+                os.close(self._lease_fd)
+                self._lease_fd = None
+
+    @contextlib.contextmanager
+    def _gc_lock(self) -> Iterator[None]:
+        fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with self.lock():
+                yield
+        finally:
+            os.close(fd)
+
+    # -- blobs ---------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs_dir / Digest(digest).hex
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        """Open a stored blob for reading (not re-verified: use read_blob for that)."""
+        try:
+            return open(self.blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {digest} is not in the store") from None
+
+    def read_blob(self, digest: str) -> bytes:
+        """The content of a blob, verified against its digest."""
+        with self.open_blob(digest) as f:
+            data = f.read()
+        if sha256_of(data) != digest:
+            raise DigestMismatch(f"blob {digest} in {self.root} is corrupt",
+                                 hint="remove the image and pull or import it again")
+        return data
+
+    def blob_writer(self, expected_digest: str | None = None,
+                    expected_size: int | None = None) -> BlobWriter:
+        """A writer whose content becomes a blob on clean context exit (see BlobWriter).
+
+        Verified against ``expected_digest``/``expected_size`` when given:
+        DigestMismatch and nothing stored otherwise. Idempotent.
+        """
+        return BlobWriter(self.blobs_dir, self.tmp_dir, expected_digest, expected_size)
+
+    def put_blob(self, data: bytes | IO[bytes], expected: str | None = None,
+                 media_type: str = "application/octet-stream") -> Descriptor:
+        """Store ``data`` (bytes or a readable stream) and return its descriptor.
+
+        Idempotent: success means the blob is in the store, not that this call
+        wrote it. Atomic and verified (``expected``, when given).
+        """
+        with self.blob_writer(expected) as writer:
+            if isinstance(data, bytes | bytearray | memoryview):
+                writer.write(data)
+            else:
+                while chunk := data.read(CHUNK):
+                    writer.write(chunk)
+        assert writer.digest is not None
+        return Descriptor(media_type, writer.digest, writer.size)
+
+    def put_layer(self, tar_stream: IO[bytes], *, validate: bool = True) -> LayerInfo:
+        """Store an uncompressed layer tar as a gzip blob, hashing both forms as it streams.
+
+        With ``validate`` the stream must be one complete tar archive
+        (LayerError otherwise, nothing stored). Idempotent, atomic. The gzip
+        output is deterministic (no name, mtime 0): same tar, same digest.
+        """
+        diff = Hasher()
+        checker = TarChecker("layer tar") if validate else None
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        with self.blob_writer() as writer:
+            while True:
+                try:
+                    chunk = tar_stream.read(CHUNK)
+                except OSError as exc:
+                    raise StoreError(f"reading layer: {exc}") from exc
+                if not chunk:
+                    break
+                diff.update(chunk)
+                if checker is not None:
+                    checker.feed(chunk)
+                writer.write(compressor.compress(chunk))
+            if checker is not None:
+                checker.finish()
+            writer.write(compressor.flush())
+        assert writer.digest is not None
+        return LayerInfo(writer.digest, diff.digest(), writer.size, OCI_LAYER_GZIP, diff.size)
+
+    # -- images --------------------------------------------------------------
+
+    def commit_image(self, config: dict[str, Any], layers: Sequence[LayerInfo | Descriptor],
+                     tags: Sequence[ImageReference] = ()) -> StoredImage:
+        """Write ``config`` and an OCI manifest for ``layers`` (oldest first); tag it.
+
+        When ``config`` has no ``rootfs``, it is filled from the layers' diff_ids
+        (all layers must then be LayerInfo). The config is written as canonical
+        JSON: the same config and layers always give the same image ID.
+        Atomic: the image appears (with all its tags) in one index.json rename.
+        """
+        config = dict(config)
+        known = [layer.diff_id if isinstance(layer, LayerInfo) else None for layer in layers]
+        if "rootfs" not in config:
+            if any(d is None for d in known):
+                raise StoreError("commit_image: config has no rootfs and a layer has no diff_id")
+            config["rootfs"] = {"type": "layers", "diff_ids": [str(d) for d in known]}
+        diff_ids = config["rootfs"].get("diff_ids") or []
+        if len(diff_ids) != len(layers) or any(
+                k is not None and k != d for k, d in zip(known, diff_ids, strict=False)):
+            raise StoreError("commit_image: rootfs.diff_ids do not match the layers")
+        descriptors = [layer.descriptor() if isinstance(layer, LayerInfo) else layer
+                       for layer in layers]
+        with self.lease():
+            config_desc = self.put_blob(canonical_json(config), media_type=OCI_CONFIG)
+            manifest = Manifest.build(config_desc, descriptors)
+            return self.add_manifest(manifest, tags)
+
+    def add_manifest(self, manifest_bytes: bytes, tags: Sequence[ImageReference] = (),
+                     media_type: str | None = None) -> StoredImage:
+        """Store an image manifest whose config and layers are already stored; tag it.
+
+        The bytes are kept as given (OCI or Docker schema2), so the manifest
+        digest does not change. BlobNotFound if a referenced blob is missing.
+        Idempotent; atomic (one index.json rename).
+        """
+        manifest = Manifest.parse(manifest_bytes, media_type)
+        with self.lease():
+            config_bytes = self.read_blob(manifest.config.digest) \
+                if self.has_blob(manifest.config.digest) else None
+            if config_bytes is None:
+                raise BlobNotFound(f"config {manifest.config.digest} is not in the store")
+            load_json_object(config_bytes, "image config")
+            desc = self.put_blob(manifest_bytes, media_type=manifest.media_type)
+            with self.lock():
+                for layer in manifest.layers:
+                    if not self.has_blob(layer.digest):
+                        raise BlobNotFound(f"layer {layer.digest} is not in the store")
+                entries = self._read_index()
+                if not any(e.digest == desc.digest for e in entries):
+                    entries.append(desc)
+                for ref in tags:
+                    entries = _retag(entries, desc, ref)
+                self._write_index(entries)
+                return self._image(desc.digest, entries)
+
+    def images(self) -> list[StoredImage]:
+        """Every image in the store (tagged or dangling), in index order."""
+        entries = self._read_index()
+        digests = dict.fromkeys(entry.digest for entry in entries)
+        return [self._image(digest, entries) for digest in digests]
+
+    def resolve(self, name_or_id: str) -> StoredImage:
+        """Find an image by tag, ``name@digest``, or full or unique short image ID.
+
+        As Docker: a name is tried first, then an ID prefix (at least the
+        12 digits Docker prints are not required, but the prefix must be unique).
+        """
+        images = self.images()
+        ref: ImageReference | None = None
+        try:
+            ref = ImageReference.parse(name_or_id)
+        except ReferenceError_:
+            if not is_image_id_prefix(name_or_id):
+                raise
+        if ref is not None:
+            for image in images:
+                if ref.digest is not None and image.manifest_digest == ref.digest:
+                    return image
+                if ref.digest is None and any(t == ref for t in image.tags):
+                    return image
+        if is_image_id_prefix(name_or_id):
+            prefix = name_or_id if name_or_id.startswith("sha256:") else f"sha256:{name_or_id}"
+            matches = {i.image_id: i for i in images if i.image_id.startswith(prefix)}
+            if len(matches) == 1:
+                return next(iter(matches.values()))
+            if len(matches) > 1:
+                raise ImageNotFound(f"image ID prefix {name_or_id!r} is ambiguous: "
+                                    f"{len(matches)} images match")
+        shown = ref.familiar if ref is not None else name_or_id
+        raise ImageNotFound(f"No such image: {shown}",
+                            hint="list images with 'rootless images'")
+
+    def tag(self, image: StoredImage, ref: ImageReference) -> StoredImage:
+        """Point ``ref`` at ``image``, moving it from any other image. Idempotent."""
+        if ref.digest is not None:
+            raise StoreError(f"refusing to create a tag with a digest reference: {ref.familiar}")
+        with self.lock():
+            entries = self._read_index()
+            desc = next((e for e in entries if e.digest == image.manifest_digest), None)
+            if desc is None:
+                raise ImageNotFound(f"No such image: {image.short_id}")
+            entries = _retag(entries, _plain(desc), ref)
+            self._write_index(entries)
+            return self._image(image.manifest_digest, entries)
+
+    def untag(self, ref: ImageReference) -> StoredImage:
+        """Remove tag ``ref``; the image stays (dangling if it was its last tag).
+
+        Returns the image as it is now. ImageNotFound if no image has that tag.
+        """
+        with self.lock():
+            entries = self._read_index()
+            hit = next((e for e in entries if _entry_ref(e) == ref), None)
+            if hit is None:
+                raise ImageNotFound(f"No such image: {ref.familiar}")
+            entries = _drop_ref(entries, ref)
+            self._write_index(entries)
+            return self._image(hit.digest, entries)
+
+    def remove_image(self, image: StoredImage) -> None:
+        """Remove the image and all its tags from the index (blobs go at the next gc())."""
+        with self.lock():
+            entries = [e for e in self._read_index() if e.digest != image.manifest_digest]
+            self._write_index(entries)
+
+    def gc(self) -> GcReport:
+        """Delete blobs, unpacked layers and abandoned temp files no image needs.
+
+        Waits for open leases. Safe to run at any time; a killed gc leaves at
+        worst some garbage for the next one.
+        """
+        with self._gc_lock():
+            entries = self._read_index()
+            keep = reachable_blobs(self.read_blob, [e.digest for e in entries])
+            keep_layers = {d for image in self.images() for d in image.diff_ids}
+            report = GcReport()
+            sweep_temp(self.tmp_dir, report)
+            sweep_blobs(self.blobs_dir, keep, report)
+            sweep_layer_dirs(self.layers_dir, self.tmp_dir, keep_layers, report)
+            return report
+
+    # -- paths others fill ---------------------------------------------------
+
+    def layer_dir(self, diff_id: str) -> Path:
+        """Where the layer with this diff_id is (or will be) unpacked."""
+        return self.layers_dir / Digest(diff_id).hex
+
+    @contextlib.contextmanager
+    def temp_dir(self, prefix: str = "dir-") -> Iterator[Path]:
+        """A fresh directory under ``tmp/`` (same filesystem as the store), removed on exit
+        unless renamed away. gc() leaves it alone while this context is open."""
+        from rootless.fsutil import force_rmtree
+
+        path = Path(tempfile.mkdtemp(dir=self.tmp_dir, prefix=prefix))
+        guard = os.open(f"{path}.inuse", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            force_rmtree(path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{path}.inuse")
+            os.close(guard)
+
+    def containers_using(self, image_id: str) -> list[str]:
+        """IDs of container records whose ``Image`` is ``image_id``."""
+        users = []
+        for record in sorted(self.containers_dir.glob("*/container.json")):
+            try:
+                doc = json.loads(record.read_bytes())
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and doc.get("Image") == image_id:
+                users.append(str(doc.get("Id") or record.parent.name))
+        return users
+
+    # -- index.json ----------------------------------------------------------
+
+    def _read_index(self) -> list[Descriptor]:
+        try:
+            raw = self.index_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        return list(Index.parse(raw).manifests)
+
+    def _write_index(self, entries: list[Descriptor]) -> None:
+        assert self._lock_depth > 0, "index.json is written under the store lock"
+        atomic_write(self.index_path, Index.build(entries), tmp_dir=self.tmp_dir)
+
+    def _image(self, digest: Digest, entries: list[Descriptor]) -> StoredImage:
+        manifest_bytes = self.read_blob(digest)
+        manifest = Manifest.parse(manifest_bytes)
+        config_bytes = self.read_blob(manifest.config.digest)
+        tags = tuple(ref for e in entries if e.digest == digest
+                     if (ref := _entry_ref(e)) is not None)
+        return StoredImage(digest, manifest_bytes, config_bytes, tags)
+
+
+def _plain(desc: Descriptor) -> Descriptor:
+    return Descriptor(desc.media_type, desc.digest, desc.size)
+
+
+def _entry_ref(entry: Descriptor) -> ImageReference | None:
+    name = entry.annotations.get(REF_NAME)
+    if not name:
+        return None
+    try:
+        return ImageReference.parse(name)
+    except Exception:
+        return None  # a name another tool wrote that is not a full reference
+
+
+def _drop_ref(entries: list[Descriptor], ref: ImageReference) -> list[Descriptor]:
+    """Entries without tag ``ref``; an image losing its last tag keeps a dangling entry."""
+    out: list[Descriptor] = []
+    for entry in entries:
+        if _entry_ref(entry) == ref:
+            still_listed = any(e.digest == entry.digest and e is not entry for e in entries)
+            if not still_listed:
+                out.append(_plain(entry))
+            continue
+        out.append(entry)
+    return _dedupe(out)
+
+
+def _retag(entries: list[Descriptor], desc: Descriptor, ref: ImageReference) -> list[Descriptor]:
+    entries = _drop_ref(entries, ref)
+    tagged = Descriptor(desc.media_type, desc.digest, desc.size, {REF_NAME: str(ref)})
+    # The image's untagged entry (if any) gives way to the tagged one.
+    entries = [e for e in entries if not (e.digest == desc.digest and not e.annotations)]
+    entries.append(tagged)
+    return _dedupe(entries)
+
+
+def _dedupe(entries: list[Descriptor]) -> list[Descriptor]:
+    """At most one entry per (digest, tag); an untagged entry only for untagged images."""
+    tagged_digests = {e.digest for e in entries if _entry_ref(e) is not None}
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for entry in entries:
+        ref = _entry_ref(entry)
+        if ref is None and entry.digest in tagged_digests and not entry.annotations:
+            continue
+        key = (str(entry.digest), str(ref) if ref else entry.annotations.get(REF_NAME, ""))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(entry)
+    return out
+
