@@ -373,6 +373,7 @@ class Store:
         with self._gc_lock():
             entries = self._read_index()
             keep = reachable_blobs(self.read_blob, [e.digest for e in entries])
+            keep |= _build_cache_blobs(self.buildcache_dir)
             keep_layers = {d for image in self.images() for d in image.diff_ids}
             report = GcReport()
             sweep_temp(self.tmp_dir, report)
@@ -435,6 +436,17 @@ class Store:
         tags = tuple(ref for e in entries if e.digest == digest
                      if (ref := _entry_ref(e)) is not None)
         return StoredImage(digest, manifest_bytes, config_bytes, tags)
+
+
+def _build_cache_blobs(buildcache_dir: Path) -> set[Digest]:
+    """Layer blobs the build cache will reuse (``buildcache/entries/*.json`` list
+    them as ``layers[].digest``); ``builder prune`` drops entries to free them."""
+    keep: set[Digest] = set()
+    for entry in sorted(buildcache_dir.glob("entries/*.json")):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+            for layer in json.loads(entry.read_bytes())["layers"]:
+                keep.add(Digest(layer["digest"]))
+    return keep
 
 
 def _plain(desc: Descriptor) -> Descriptor:
