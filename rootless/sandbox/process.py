@@ -1,0 +1,221 @@
+"""The two processes inside the container: PID 1 (init) and the command.
+
+init (PID 1) mounts the root filesystem (the caller's setup, e.g. a cowfs
+mount, whose daemon must keep seeing host paths), then forks the command,
+forwards SIGINT/SIGTERM/SIGHUP to it, reaps every zombie, and exits with the
+command's status.  The command's process unshares one more mount namespace,
+builds the container's mount tree there, pivots into it, takes the
+configured user and directory, and execs.
+
+Failures before exec are written to the status pipe as one line
+``err CODE\\tMESSAGE\\tHINT`` (CODE: 125 setup, 126 cannot execute, 127 not
+found, as Docker); the parent turns it into an exception.  Nothing may be
+imported after pivot_root (the host's Python is gone), so the command's
+process reports a failed execve to init (``exec ERRNO\\tPATH\\tNAME``),
+which still sees the root filesystem at its host path and explains it with
+pyelftools, imported only then.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import sys
+import termios
+from typing import NoReturn
+
+from rootless.errors import RootlessError
+from rootless.sandbox import libc
+from rootless.sandbox.mounts import enter_rootfs, loopback_up, resolve_in_root
+from rootless.sandbox.seccomp import install_fake_ownership
+from rootless.sandbox.spec import DEFAULT_PATH, ProcessSpec, Rootfs, RootfsSetup
+from rootless.sandbox.users import resolve_user
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+
+
+class ExecFailure(Exception):
+    def __init__(self, code: int, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+
+def report(status_fd: int, code: int, message: str, hint: str = "") -> None:
+    line = f"err {code}\t{message}\t{hint}".replace("\n", " ") + "\n"
+    try:
+        os.write(status_fd, line.encode(errors="replace")[:4000])
+    except OSError:
+        pass
+
+
+def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
+              fake_ownership: bool, stdio: tuple[int, int, int], status_fd: int) -> NoReturn:
+    """PID 1 of the container; never returns."""
+    code = 125
+    try:
+        libc.set_pdeathsig(signal.SIGKILL)
+        libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
+        root = Rootfs(rootfs) if isinstance(rootfs, str) else rootfs()
+        if spec.network == "none":
+            loopback_up()
+        if spec.hostname:
+            libc.sethostname(spec.hostname)
+        for signum in FORWARDED_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)  # until the command exists
+        exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            os.close(exec_r)
+            command_main(spec, root.path, full_mapping, fake_ownership, stdio, exec_w)
+        os.close(exec_w)
+        for fd in stdio:
+            if fd > 2:
+                os.close(fd)
+        relay_command_status(exec_r, status_fd, root.path)
+        code = supervise(pid)
+        if root.release is not None:
+            try:
+                root.release()
+            except Exception as exc:  # the command's status matters more
+                print(f"rootless: releasing the root filesystem: {exc}", file=sys.stderr)
+    except RootlessError as exc:
+        report(status_fd, 125, exc.message, exc.hint or "")
+    except OSError as exc:
+        report(status_fd, 125, f"preparing the container: {exc}")
+    except BaseException as exc:
+        report(status_fd, 125, f"preparing the container: {exc!r}")
+    finally:
+        os._exit(code)
+
+
+def relay_command_status(exec_r: int, status_fd: int, rootfs: str) -> None:
+    """Wait until the command exec'd (EOF) or failed; pass its report on."""
+    with os.fdopen(exec_r, "rb") as f:
+        text = f.read().decode(errors="replace")
+    for line in text.splitlines():
+        if line.startswith("exec "):
+            number, path, name = [*line[5:].split("\t"), "", ""][:3]
+            exc = OSError(int(number), os.strerror(int(number)))
+            failure = exec_failure(resolve_in_root(rootfs, path), rootfs, name, exc)
+            report(status_fd, failure.code, failure.message, failure.hint)
+        elif line:
+            os.write(status_fd, (line + "\n").encode())
+    os.close(status_fd)
+
+
+def supervise(child: int) -> int:
+    """Forward signals to CHILD, reap everything, return CHILD's exit status."""
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, forward)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            return 125
+        if pid == child:
+            return exit_code(status)
+
+
+def exit_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def command_main(spec: ProcessSpec, rootfs: str, full_mapping: bool, fake_ownership: bool,
+                 stdio: tuple[int, int, int], status_fd: int) -> NoReturn:
+    """The container's command, PID 2; never returns."""
+    try:
+        # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve.
+        for signum in (*FORWARDED_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(signum, signal.SIG_DFL)
+        libc.unshare(libc.CLONE_NEWNS)
+        enter_rootfs(rootfs, spec, full_mapping)
+        env = dict(spec.env)
+        env.setdefault("PATH", DEFAULT_PATH)
+        user = resolve_user(spec.user)
+        env.setdefault("HOME", user.home)
+        os.makedirs(spec.cwd, exist_ok=True)
+        for target, fd in enumerate(stdio):
+            if fd != target:
+                os.dup2(fd, target)
+        if spec.tty:
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        if fake_ownership:
+            install_fake_ownership()
+        os.setgroups(list(user.groups))
+        os.setresgid(user.gid, user.gid, user.gid)
+        os.setresuid(user.uid, user.uid, user.uid)
+        os.chdir(spec.cwd)
+        libc.close_range_cloexec(3)
+        execute(list(spec.argv), env)
+    except ExecFailure as exc:
+        if exc.code == 0:  # execve failed: init diagnoses it
+            os.write(status_fd, f"exec {exc.message}\n".encode(errors="replace"))
+            os._exit(126)
+        report(status_fd, exc.code, exc.message, exc.hint)
+        os._exit(exc.code)
+    except RootlessError as exc:
+        report(status_fd, 125, exc.message, exc.hint or "")
+    except OSError as exc:
+        report(status_fd, 125, f"preparing the container: {exc}")
+    except BaseException as exc:
+        report(status_fd, 125, f"preparing the container: {exc!r}")
+    os._exit(125)
+
+
+def find_executable(name: str, path_env: str) -> str:
+    """The file execve should run for NAME, or ExecFailure as Docker words it."""
+    if "/" in name:
+        if not os.path.lexists(name):
+            raise ExecFailure(127, f'exec: "{name}": stat {name}: no such file or directory')
+        return name
+    denied = None
+    for directory in path_env.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            denied = denied or candidate
+    if denied is not None:
+        return denied  # execve reports EACCES
+    raise ExecFailure(127, f'exec: "{name}": executable file not found in $PATH')
+
+
+def execute(argv: list[str], env: dict[str, str]) -> NoReturn:
+    if not argv or not argv[0]:
+        raise ExecFailure(125, "no command specified")
+    path = find_executable(argv[0], env.get("PATH", DEFAULT_PATH))
+    try:
+        os.execve(path, argv, env)
+    except OSError as exc:
+        raise ExecFailure(0, f"{exc.errno}\t{os.path.abspath(path)}\t{argv[0]}") from exc
+
+
+def exec_failure(host_path: str, rootfs: str, name: str, exc: OSError) -> ExecFailure:
+    """Explain why execve of a file failed, with an ELF diagnosis where one applies."""
+    if exc.errno in (errno.ENOENT, errno.ENOEXEC, errno.ELIBBAD):
+        from rootless.elf import diagnose_exec_failure
+
+        diagnosis = diagnose_exec_failure(host_path, rootfs)
+        if diagnosis is not None:
+            code = 127 if exc.errno == errno.ENOENT else 126
+            return ExecFailure(code, f'exec: "{name}": {diagnosis.message}', diagnosis.hint)
+    if exc.errno == errno.ENOENT:
+        return ExecFailure(127, f'exec: "{name}": no such file or directory')
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EISDIR):
+        return ExecFailure(126, f'exec: "{name}": permission denied')
+    return ExecFailure(126, f'exec: "{name}": {exc.strerror}')

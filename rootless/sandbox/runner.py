@@ -1,0 +1,181 @@
+"""``Sandbox``: start a ProcessSpec in fresh namespaces and wait for it.
+
+Process tree (host view)::
+
+    caller (rootless run / build)          forwards signals, relays the TTY
+      └─ keeper: new user, mount, PID, UTS, IPC (+net) namespaces; mapped root
+           └─ init: PID 1 — mounts the rootfs, reaps, forwards signals
+                └─ command: own mount namespace, pivot_root, user, exec
+
+Each process dies with its parent (PDEATHSIG), and killing PID 1 empties the
+PID namespace, so a SIGKILLed caller leaves neither processes nor mounts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from types import FrameType
+
+from rootless.errors import SandboxError
+from rootless.sandbox import libc
+from rootless.sandbox.process import FORWARDED_SIGNALS, exit_code, init_main
+from rootless.sandbox.spec import ProcessSpec, RootfsSetup
+from rootless.sandbox.userns import IdMapping, fork_into_userns
+
+
+class ExecError(SandboxError):
+    """The command could not be executed: 126 (cannot run) or 127 (not found)."""
+
+    def __init__(self, message: str, *, exit_code: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code
+
+
+@dataclass
+class SandboxProcess:
+    """A started container: the keeper's pid (our child) and PID 1's host pid."""
+
+    keeper_pid: int
+    init_pid: int
+    pty_master: int | None = None
+    _status: int | None = field(default=None, repr=False)
+
+    def signal(self, signum: int) -> None:
+        try:
+            os.kill(self.init_pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def wait(self) -> int:
+        """The command's exit status (128+N when killed by signal N)."""
+        if self._status is None:
+            while True:
+                try:
+                    _, status = os.waitpid(self.keeper_pid, 0)
+                    break
+                except ChildProcessError:
+                    status = 125 << 8
+                    break
+            self._status = exit_code(status)
+        return self._status
+
+
+class Sandbox:
+    """Runs processes in a container whose root filesystem is ROOTFS.
+
+    ROOTFS is a directory (used in place: writes go to it) or a callable run
+    inside the new namespaces, as mapped root, that mounts and returns the root
+    (see ``spec.RootfsSetup``).  ``fake_ownership`` (default: in single-ID
+    mode) installs the seccomp filter of ``seccomp.py``.
+    """
+
+    def __init__(self, rootfs: str | os.PathLike[str] | RootfsSetup,
+                 mapping: IdMapping | None = None, fake_ownership: bool | None = None) -> None:
+        self.rootfs: str | RootfsSetup = rootfs if callable(rootfs) else os.fspath(rootfs)
+        self.mapping = mapping or IdMapping.detect()
+        self.fake_ownership = (self.mapping.mode == "single" if fake_ownership is None
+                               else fake_ownership)
+
+    def start(self, spec: ProcessSpec) -> SandboxProcess:
+        """Start SPEC; return once the command was exec'd (or raise why not).
+
+        Raises ExecError (exit_code 126/127) when the command cannot be run,
+        SandboxError for any other failure to set the container up.
+        """
+        pty_master = pty_slave = None
+        if spec.tty:
+            pty_master, pty_slave = os.openpty()
+        null_fd = os.open(os.devnull, os.O_RDONLY) if spec.stdin is None and not spec.tty \
+            else None
+        if pty_slave is not None:
+            stdio = (pty_slave, pty_slave, pty_slave)
+        else:
+            stdin = spec.stdin if spec.stdin is not None else null_fd
+            assert stdin is not None
+            stdio = (stdin, spec.stdout if spec.stdout is not None else 1,
+                     spec.stderr if spec.stderr is not None else 2)
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        flags = (libc.CLONE_NEWNS | libc.CLONE_NEWPID | libc.CLONE_NEWUTS
+                 | libc.CLONE_NEWIPC | (libc.CLONE_NEWNET if spec.network == "none" else 0))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            keeper = fork_into_userns(self.mapping, flags)
+            if keeper == 0:
+                os.close(status_r)
+                if pty_master is not None:
+                    os.close(pty_master)
+                self._keeper_main(spec, stdio, status_w)
+        finally:
+            for fd in (pty_slave, null_fd, status_w):
+                if fd is not None:
+                    os.close(fd)
+        with os.fdopen(status_r, "rb") as status_file:
+            lines = status_file.read().decode(errors="replace").splitlines()
+        init_pid = 0
+        for line in lines:
+            if line.startswith("pid "):
+                init_pid = int(line[4:])
+        process = SandboxProcess(keeper, init_pid, pty_master)
+        for line in lines:
+            if line.startswith("err "):
+                process.wait()
+                if pty_master is not None:
+                    os.close(pty_master)
+                code_text, _, rest = line[4:].partition("\t")
+                message, _, hint = rest.partition("\t")
+                code = int(code_text)
+                if code in (126, 127):
+                    raise ExecError(message, exit_code=code, hint=hint or None)
+                raise SandboxError(message, hint=hint or None)
+        if init_pid == 0:
+            process.wait()
+            raise SandboxError("the container's init process died during setup")
+        return process
+
+    def _keeper_main(self, spec: ProcessSpec, stdio: tuple[int, int, int],
+                     status_w: int) -> None:
+        code = 125
+        try:
+            init = os.fork()
+            if init == 0:
+                init_main(spec, self.rootfs, self.mapping.mode == "full",
+                          self.fake_ownership, stdio, status_w)
+            os.write(status_w, f"pid {init}\n".encode())
+            os.close(status_w)
+            for signum in FORWARDED_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)  # the caller forwards to init
+            _, status = os.waitpid(init, 0)
+            code = exit_code(status)
+        finally:
+            os._exit(code)
+
+    def run(self, spec: ProcessSpec) -> int:
+        """Run SPEC to completion; forward SIGINT/SIGTERM/SIGHUP; return its status."""
+        received: list[int] = []
+        process: SandboxProcess | None = None
+
+        def forward(signum: int, _frame: FrameType | None) -> None:
+            if process is not None:
+                process.signal(signum)
+            else:
+                received.append(signum)
+
+        previous = {s: signal.signal(s, forward)
+                    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            process = self.start(spec)
+            for signum in received:
+                process.signal(signum)
+            if process.pty_master is not None:
+                from rootless.sandbox.tty import relay
+
+                relay(process, spec.stdin if spec.stdin is not None else 0,
+                      spec.stdout if spec.stdout is not None else 1)
+            return process.wait()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

@@ -1,0 +1,129 @@
+"""The single-ID mode's seccomp filter: ownership changes that report success.
+
+With only container root mapped, ``chown 1234 f``, ``setuid(100)`` (apt's
+sandbox user), ``setgroups`` or ``mknod`` of a device node fail with EINVAL or
+EPERM, and package managers abort.  This classic BPF program makes the kernel
+return 0 for them without doing anything (SECCOMP_RET_ERRNO with errno 0), as
+charliecloud's ``--force=seccomp`` does.  ``mknod`` of FIFOs, sockets and plain
+files is left alone: those work and must really happen.
+
+The kernel keeps no count of filter hits and the only way to observe them from
+user space is a ``SECCOMP_RET_USER_NOTIF`` supervisor (a round trip through
+Python per call) or ptrace, which rootless does not use; see ``--debug``
+output for what was installed.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from rootless.sandbox import libc
+
+# struct seccomp_data offsets
+_NR = 0
+_ARCH = 4
+
+
+def _arg_low(index: int) -> int:
+    return 16 + 8 * index  # little-endian: the low 32 bits come first
+
+
+# BPF opcodes
+_LD_W_ABS = 0x20
+_JEQ_K = 0x15
+_AND_K = 0x54
+_RET_K = 0x06
+
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_RET_ERRNO = 0x00050000
+
+S_IFMT = 0o170000
+S_IFCHR = 0o020000
+S_IFBLK = 0o060000
+
+_ARCHES = {
+    "x86_64": (0xC000003E, {
+        "chown": 92, "fchown": 93, "lchown": 94, "fchownat": 260,
+        "setuid": 105, "setgid": 106, "setreuid": 113, "setregid": 114,
+        "setgroups": 116, "setresuid": 117, "setresgid": 119,
+        "setfsuid": 122, "setfsgid": 123,
+    }, {"mknod": (133, 1), "mknodat": (259, 2)}),
+    "aarch64": (0xC00000B7, {
+        "fchown": 55, "fchownat": 54, "setuid": 146, "setgid": 144,
+        "setreuid": 145, "setregid": 143, "setgroups": 159, "setresuid": 147,
+        "setresgid": 149, "setfsuid": 151, "setfsgid": 152,
+    }, {"mknodat": (33, 2)}),
+}
+
+FAKED_CALLS: tuple[str, ...] = tuple(
+    sorted({*_ARCHES.get(os.uname().machine, (0, {}, {}))[1],
+            *_ARCHES.get(os.uname().machine, (0, {}, {}))[2]}))
+
+
+class _Program:
+    """A tiny assembler: instructions with symbolic jump targets."""
+
+    def __init__(self) -> None:
+        self.code: list[tuple[int, int | str, int | str, int]] = []
+        self.labels: dict[str, int] = {}
+
+    def op(self, code: int, k: int, jt: int | str = 0, jf: int | str = 0) -> None:
+        self.code.append((code, jt, jf, k))
+
+    def label(self, name: str) -> None:
+        self.labels[name] = len(self.code)
+
+    def assemble(self) -> bytes:
+        out = bytearray()
+        for index, (code, jt, jf, k) in enumerate(self.code):
+            offsets = []
+            for target in (jt, jf):
+                offset = target if isinstance(target, int) else \
+                    self.labels[target] - index - 1
+                if not 0 <= offset <= 255:
+                    raise ValueError("BPF jump out of range")
+                offsets.append(offset)
+            out += struct.pack("=HBBI", code, offsets[0], offsets[1], k)
+        return bytes(out)
+
+
+def fake_ownership_program(machine: str | None = None) -> bytes:
+    """The BPF program for this machine (empty if the architecture is unknown)."""
+    arch = _ARCHES.get(machine or os.uname().machine)
+    if arch is None:
+        return b""
+    audit_arch, plain, mknods = arch
+    prog = _Program()
+    prog.op(_LD_W_ABS, _ARCH)
+    prog.op(_JEQ_K, audit_arch, 0, "allow")
+    prog.op(_LD_W_ABS, _NR)
+    for number in sorted(plain.values()):
+        prog.op(_JEQ_K, number, "fake", 0)
+    for name, (number, _) in sorted(mknods.items()):
+        prog.op(_JEQ_K, number, f"check_{name}", 0)
+    prog.label("allow")
+    prog.op(_RET_K, SECCOMP_RET_ALLOW)
+    prog.label("fake")
+    prog.op(_RET_K, SECCOMP_RET_ERRNO | 0)
+    for name, (_, mode_arg) in sorted(mknods.items()):
+        prog.label(f"check_{name}")
+        prog.op(_LD_W_ABS, _arg_low(mode_arg))
+        prog.op(_AND_K, S_IFMT)
+        # BPF jumps only forward: each check ends with its own two returns.
+        prog.op(_JEQ_K, S_IFCHR, f"fake_{name}", 0)
+        prog.op(_JEQ_K, S_IFBLK, f"fake_{name}", f"allow_{name}")
+        prog.label(f"allow_{name}")
+        prog.op(_RET_K, SECCOMP_RET_ALLOW)
+        prog.label(f"fake_{name}")
+        prog.op(_RET_K, SECCOMP_RET_ERRNO | 0)
+    return prog.assemble()
+
+
+def install_fake_ownership() -> None:
+    """Install the filter on this process (inherited by everything it execs)."""
+    program = fake_ownership_program()
+    if not program:
+        return
+    libc.set_no_new_privs()
+    libc.install_seccomp(program)

@@ -1,0 +1,78 @@
+"""Relaying a container's pseudo-terminal to the caller's terminal (``run -t``)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import select
+import signal
+import termios
+from collections.abc import Iterator
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rootless.sandbox.runner import SandboxProcess
+
+
+def copy_window_size(source_fd: int, pty_master: int) -> None:
+    try:
+        size = fcntl.ioctl(source_fd, termios.TIOCGWINSZ, b"\0" * 8)
+    except OSError:
+        return
+    fcntl.ioctl(pty_master, termios.TIOCSWINSZ, size)
+
+
+@contextlib.contextmanager
+def raw_mode(fd: int) -> Iterator[None]:
+    """Put the caller's terminal in raw mode, as docker -t does, and restore it."""
+    if not os.isatty(fd):
+        yield
+        return
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def relay(process: SandboxProcess, stdin: int, stdout: int) -> None:
+    """Copy stdin → pty and pty → stdout until the container closes its terminal."""
+    master = process.pty_master
+    assert master is not None
+    copy_window_size(stdin, master)
+
+    def resize(_signum: int, _frame: FrameType | None) -> None:
+        copy_window_size(stdin, master)
+
+    previous = signal.signal(signal.SIGWINCH, resize)
+    inputs = [master, stdin]
+    try:
+        with raw_mode(stdin):
+            while True:
+                readable, _, _ = select.select(inputs, [], [])
+                if master in readable:
+                    try:
+                        data = os.read(master, 65536)
+                    except OSError as exc:
+                        if exc.errno == errno.EIO:  # every slave holder is gone
+                            break
+                        raise
+                    if not data:
+                        break
+                    os.write(stdout, data)
+                if stdin in readable:
+                    data = os.read(stdin, 65536)
+                    if data:
+                        os.write(master, data)
+                    else:
+                        inputs.remove(stdin)
+                        os.write(master, b"\x04")  # EOF at the terminal
+    finally:
+        signal.signal(signal.SIGWINCH, previous)
+        os.close(master)
