@@ -1,0 +1,127 @@
+"""Text → Lark tree, with Lark's exceptions turned into ``DockerfileSyntaxError``.
+
+The LALR parser is built once (``functools.cache``) from the grammar shipped as
+package data. It reads the logical lines produced by ``logical.scan``, one per line;
+a Lark position is mapped back to the physical file through the logical line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from functools import cache
+from importlib.resources import files
+
+from lark import Lark, Token, Tree
+from lark.exceptions import LarkError, UnexpectedInput
+
+from rootless.dockerfile.directives import read_directives
+from rootless.dockerfile.ir import INSTRUCTION_NAMES, Arg, Dockerfile, From, Instruction, Stage
+from rootless.dockerfile.logical import LogicalLine, Scanned, physical_lines, scan
+from rootless.dockerfile.transform import to_instructions
+from rootless.errors import DockerfileSyntaxError, Location
+
+# BuildKit splits the instruction name off at these (not at every Unicode space).
+_BLANKS = re.compile(r"[ \t\v\f\r]+")
+
+
+@cache
+def parser() -> Lark:
+    grammar = files("rootless.grammar").joinpath("dockerfile.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True,
+                maybe_placeholders=False)
+
+
+def logical_document(scanned: Scanned) -> str:
+    return "".join(line.text + "\n" for line in scanned.lines)
+
+
+def parse_tree(scanned: Scanned) -> Tree[Token]:
+    try:
+        return parser().parse(logical_document(scanned))
+    except UnexpectedInput as exc:
+        raise _translate(exc, scanned) from None
+    except LarkError as exc:  # pragma: no cover - Lark failing in another way is our bug
+        raise DockerfileSyntaxError(f"cannot parse: {exc}", scanned.location(scanned.lines[0]))
+
+
+def _translate(exc: UnexpectedInput, scanned: Scanned) -> DockerfileSyntaxError:
+    index = max(exc.line, 1) - 1
+    line = scanned.lines[min(index, len(scanned.lines) - 1)]
+    offset = max(exc.column, 1) - 1
+    name = _BLANKS.split(line.text[offset:].strip(" \t\v\f\r"), maxsplit=1)[0]
+    if not name:
+        return scanned.error("unexpected end of instruction", line, offset)
+    return unknown_instruction(scanned, line, offset, name)
+
+
+def unknown_instruction(
+    scanned: Scanned, line: LogicalLine, offset: int, word: str
+) -> DockerfileSyntaxError:
+    name = word
+    close = difflib.get_close_matches(name.upper(), INSTRUCTION_NAMES, n=1, cutoff=0.6)
+    message = f"unknown instruction: {name}"
+    if close:
+        message += f" (did you mean {close[0]}?)"
+    return scanned.error(message, line, offset)
+
+
+def parse(text: str, filename: str = "Dockerfile") -> Dockerfile:
+    """The IR of a Dockerfile's text; ``DockerfileSyntaxError`` if it is not one."""
+    lines = [line.rstrip("\r\n") for line in physical_lines(text)]
+    directives, escape = read_directives(lines, filename)
+    scanned = scan(text, escape, filename)
+    instructions = to_instructions(parse_tree(scanned), scanned, escape) \
+        if scanned.lines else []
+    meta_args, stages = _stages(instructions, scanned)
+    return Dockerfile(stages=stages, meta_args=meta_args, directives=directives, escape=escape)
+
+
+def _stages(
+    instructions: list[Instruction], scanned: Scanned
+) -> tuple[tuple[Arg, ...], tuple[Stage, ...]]:
+    meta_args: list[Arg] = []
+    stages: list[Stage] = []
+    current: From | None = None
+    body: list[Instruction] = []
+    first_use: dict[str, From] = {}
+
+    def close() -> None:
+        if current is not None:
+            stages.append(Stage(name=current.name, base=current.image,
+                                platform=current.platform, index=len(stages),
+                                instructions=tuple(body), loc=current.loc,
+                                original=current.original))
+
+    for instruction in instructions:
+        if isinstance(instruction, From):
+            close()
+            current, body = instruction, []
+            if instruction.name is not None:
+                if instruction.name in first_use:
+                    raise _error_at(scanned, instruction,
+                                    f"duplicate stage name {instruction.name!r} (first used "
+                                    f"at line {first_use[instruction.name].loc.line})")
+                first_use[instruction.name] = instruction
+        elif current is None:
+            if not isinstance(instruction, Arg):
+                raise _error_at(scanned, instruction,
+                                f"{instruction.keyword} before the first FROM: only ARG can "
+                                "come before FROM")
+            meta_args.append(instruction)
+        else:
+            body.append(instruction)
+    close()
+    if not stages:
+        if scanned.lines:
+            last = scanned.lines[-1]
+            raise scanned.error("no build stage: the Dockerfile has no FROM", last,
+                                len(last.text))
+        raise DockerfileSyntaxError("no build stage: the Dockerfile has no instructions",
+                                    Location(scanned.filename, 1, 1))
+    return tuple(meta_args), tuple(stages)
+
+
+def _error_at(scanned: Scanned, instruction: Instruction, message: str) -> DockerfileSyntaxError:
+    loc = instruction.loc
+    return DockerfileSyntaxError(message, loc, source_line=scanned.source(loc.line))
