@@ -106,6 +106,7 @@ class RegistryAuth(AuthBase):
         self._credentials = credentials
         self._verify = verify
         self._lock = threading.Lock()
+        self._fetch_lock = threading.Lock()
         self._scopes: set[str] = set()
         self._tokens: dict[tuple[str, str, frozenset[str]], _Token] = {}
         self._current: _Token | None = None
@@ -175,16 +176,18 @@ class RegistryAuth(AuthBase):
 
     def _token_for(self, challenge: Challenge, scopes: frozenset[str]) -> _Token:
         key = (challenge.realm, challenge.params.get("service", ""), scopes)
-        with self._lock:
-            cached = self._tokens.get(key)
-            if cached is not None and cached.expires > time.monotonic():
-                self._current = cached
-                return cached
-        token = self._fetch_token(challenge, scopes)
-        with self._lock:
-            self._tokens[key] = token
-            self._current = token
-        return token
+        # One fetch at a time: parallel requests meeting the same 401 share a token.
+        with self._fetch_lock:
+            with self._lock:
+                cached = self._tokens.get(key)
+                if cached is not None and cached.expires > time.monotonic():
+                    self._current = cached
+                    return cached
+            token = self._fetch_token(challenge, scopes)
+            with self._lock:
+                self._tokens[key] = token
+                self._current = token
+            return token
 
     def _fetch_token(self, challenge: Challenge, scopes: frozenset[str]) -> _Token:
         params: list[tuple[str, str]] = []

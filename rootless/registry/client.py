@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
@@ -16,7 +17,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from rootless.errors import RegistryError
+from rootless.errors import RegistryError, UsageError
 from rootless.oci.model import (
     DOCKER_LAYER_FOREIGN,
     DOCKER_MANIFEST,
@@ -42,6 +43,7 @@ FOREIGN_LAYER_TYPES = frozenset({
 MAX_MANIFEST_SIZE = 4 << 20
 DOWNLOAD_CHUNK = 1 << 20
 UPLOAD_CHUNK = 1 << 20
+DEFAULT_RETRIES = 5
 
 ProgressFn = Callable[[int], None]
 
@@ -90,10 +92,13 @@ class RegistryClient:
         *,
         tls_verify: bool | None = None,
         credentials: creds_mod.Credentials | bool | None = True,
-        retries: int = 5,
+        retries: int | None = None,
         backoff: float = 0.5,
     ) -> None:
-        """``credentials=True`` looks them up in Docker's config.json."""
+        """``credentials=True`` looks them up in Docker's config.json; ``retries``
+        defaults to ``$ROOTLESS_REGISTRY_RETRIES``, else 5."""
+        if retries is None:
+            retries = _retries_from_env()
         self.domain = domain
         self.session = session or new_session()
         policy = tls_policy(domain, tls_verify)
@@ -346,6 +351,15 @@ class _FileBody:
                 if self._progress:
                     self._progress(self._start + self._length - left)
                 yield chunk
+
+
+def _retries_from_env() -> int:
+    text = os.environ.get("ROOTLESS_REGISTRY_RETRIES", "")
+    if not text:
+        return DEFAULT_RETRIES
+    if not text.isdigit():
+        raise UsageError(f"ROOTLESS_REGISTRY_RETRIES={text!r}: expected a number")
+    return int(text)
 
 
 def new_session() -> requests.Session:

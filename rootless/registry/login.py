@@ -27,11 +27,15 @@ def login(server: str, username: str, password: str, *,
     """Verify the credentials (GET /v2/ through the auth ladder) and save them."""
     creds = Credentials(username, password)
     client = RegistryClient(server, tls_verify=tls_verify, credentials=creds, retries=2)
-    resp = client.transport.request("GET", "/v2/", what=f"login to {server}")
-    resp.close()
-    if resp.status_code == 401:
-        raise AuthenticationError(f"login to {server} failed: unauthorized: incorrect "
-                                  "username or password", status=401)
+    try:
+        resp = client.transport.request("GET", "/v2/", what=f"login to {server}")
+        resp.close()
+        refused = resp.status_code == 401
+    except AuthenticationError:
+        refused = True
+    if refused:
+        raise AuthenticationError(f"login to {server} as {username!r} failed: unauthorized: "
+                                  "incorrect username or password", status=401)
     if resp.status_code != 200:
         raise RegistryError(f"login to {server} failed: registry answered {resp.status_code}",
                             status=resp.status_code)

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -120,11 +121,14 @@ class Transport:
         self.retries = retries
         self.backoff = backoff
         self._base: str | None = None
+        self._ping_lock = threading.Lock()
 
     @property
     def base_url(self) -> str:
-        if self._base is None:
-            self.ping()
+        # Parallel layer threads may all arrive first: one of them pings.
+        with self._ping_lock:
+            if self._base is None:
+                self.ping()
         assert self._base is not None
         return self._base
 

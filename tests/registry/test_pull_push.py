@@ -1,0 +1,230 @@
+"""Push and pull through the real CLI against Debian's docker-registry on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import Rootless, which
+from tests.registry.conftest import USERS, SeedImage, store_state
+from tests.registry.servers import Registry, TokenServer
+
+pytestmark = pytest.mark.integration
+
+
+def manifest_digest(registry: Registry, repo: str, tag: str) -> str:
+    resp = requests.head(f"{registry.url}/v2/{repo}/manifests/{tag}", headers={
+        "Accept": "application/vnd.oci.image.manifest.v1+json, "
+                  "application/vnd.docker.distribution.manifest.v2+json, "
+                  "application/vnd.oci.image.index.v1+json"}, timeout=10)
+    assert resp.status_code == 200, resp.status_code
+    return resp.headers["Docker-Content-Digest"]
+
+
+def test_push_then_pull_into_an_empty_store_keeps_the_digest(
+        registry: Registry, rootless: Rootless, store_root: Path, tmp_path: Path,
+        rootless_at: Callable[[Path], Rootless], seed_image: SeedImage) -> None:
+    ref = f"{registry.host}/roundtrip/busybox:1.0"
+    digest = seed_image(store_root, ref, extra_layers=2)
+    pushed = rootless("push", ref)
+    assert f"1.0: digest: {digest}" in pushed.stdout
+    assert manifest_digest(registry, "roundtrip/busybox", "1.0") == digest
+    again = rootless("push", ref)
+    assert again.stdout.count("Layer already exists") == 4  # 3 layers + config
+
+    other = rootless_at(tmp_path / "other")
+    pulled = other("pull", ref)
+    assert f"Digest: {digest}" in pulled.stdout
+    assert f"Status: Downloaded newer image for {ref}" in pulled.stdout
+    from rootless.store import Store
+
+    image = Store.open(tmp_path / "other").resolve(ref)
+    assert image.manifest_digest == digest
+    second = other("pull", ref)
+    assert second.stdout.count("Already exists") == 3
+    assert f"Status: Image is up to date for {ref}" in second.stdout
+
+
+def test_pull_by_digest_and_quiet(registry: Registry, rootless: Rootless, store_root: Path,
+                                  tmp_path: Path, rootless_at: Callable[[Path], Rootless],
+                                  seed_image: SeedImage) -> None:
+    ref = f"{registry.host}/bydigest/busybox:latest"
+    digest = seed_image(store_root, ref)
+    rootless("push", "-q", ref)
+    other = rootless_at(tmp_path / "other")
+    result = other("pull", "-q", f"{registry.host}/bydigest/busybox@{digest}")
+    assert result.stdout.strip() == f"{registry.host}/bydigest/busybox@{digest}"
+    from rootless.store import Store
+
+    assert Store.open(tmp_path / "other").resolve(
+        f"{registry.host}/bydigest/busybox@{digest}").manifest_digest == digest
+
+
+def test_pull_all_tags(registry: Registry, rootless: Rootless, store_root: Path, tmp_path: Path,
+                       rootless_at: Callable[[Path], Rootless], seed_image: SeedImage) -> None:
+    for tag in ("a", "b"):
+        ref = f"{registry.host}/alltags/busybox:{tag}"
+        seed_image(store_root, ref, extra_layers=1, layer_bytes=tag.encode())
+        rootless("push", ref)
+    other = rootless_at(tmp_path / "other")
+    other("pull", "--all-tags", f"{registry.host}/alltags/busybox")
+    from rootless.store import Store
+
+    store = Store.open(tmp_path / "other")
+    for tag in ("a", "b"):
+        assert store.resolve(f"{registry.host}/alltags/busybox:{tag}")
+
+
+def test_unknown_image_and_tag_are_one_line_errors(registry: Registry, rootless: Rootless,
+                                                   store_root: Path, seed_image: SeedImage
+                                                   ) -> None:
+    missing = rootless("pull", f"{registry.host}/nothing/here:1", check=False)
+    assert missing.returncode != 0
+    lines = missing.stderr.strip().splitlines()
+    assert lines[0].startswith(f"rootless: {registry.host}/nothing/here:1: ")
+    assert "Traceback" not in missing.stderr
+    ref = f"{registry.host}/tagless/busybox:1"
+    seed_image(store_root, ref)
+    rootless("push", ref)
+    bad_tag = rootless("pull", f"{registry.host}/tagless/busybox:nope", check=False)
+    assert bad_tag.returncode != 0
+    assert "manifest unknown" in bad_tag.stderr
+    assert "Traceback" not in bad_tag.stderr
+
+
+def test_registry_down_is_reported(rootless: Rootless) -> None:
+    from tests.registry.servers import free_port
+
+    result = rootless("pull", f"127.0.0.1:{free_port()}/down/image:1", check=False,
+                      env={"ROOTLESS_REGISTRY_RETRIES": "0"})
+    assert result.returncode != 0
+    assert "unreachable" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# -- basic auth -----------------------------------------------------------------------
+
+
+def test_basic_auth_login_push_pull_logout(basic_registry: Registry, rootless: Rootless,
+                                           store_root: Path, tmp_path: Path,
+                                           rootless_at: Callable[[Path], Rootless],
+                                           seed_image: SeedImage, isolated_config: Path
+                                           ) -> None:
+    ref = f"{basic_registry.host}/private/busybox:1"
+    digest = seed_image(store_root, ref)
+    denied = rootless("push", ref, check=False)
+    assert denied.returncode != 0
+    assert "authentication required" in denied.stderr
+    assert "rootless login" in denied.stderr
+
+    wrong = rootless("login", "-u", "alice", "--password-stdin", basic_registry.host,
+                     input="nope\n", check=False)
+    assert wrong.returncode != 0
+    assert "incorrect username or password" in wrong.stderr
+
+    ok = rootless("login", "-u", "alice", "--password-stdin", basic_registry.host,
+                  input=USERS["alice"] + "\n")
+    assert "Login Succeeded" in ok.stdout
+    assert USERS["alice"] not in ok.stdout + ok.stderr
+    config_file = isolated_config / "config.json"
+    assert config_file.stat().st_mode & 0o777 == 0o600
+    assert basic_registry.host in json.loads(config_file.read_text())["auths"]
+
+    rootless("push", ref)
+    other = rootless_at(tmp_path / "other")
+    assert f"Digest: {digest}" in other("pull", ref).stdout
+
+    assert "Removing login credentials" in rootless("logout", basic_registry.host).stdout
+    after = rootless_at(tmp_path / "third")("pull", ref, check=False)
+    assert after.returncode != 0
+    assert "authentication required" in after.stderr
+
+
+# -- token auth (the Docker Hub flow) -----------------------------------------------
+
+
+def test_token_auth_anonymous_pull_and_authenticated_push(
+        token_registry: Registry, token_server: TokenServer, rootless: Rootless,
+        store_root: Path, tmp_path: Path, rootless_at: Callable[[Path], Rootless],
+        seed_image: SeedImage) -> None:
+    ref = f"{token_registry.host}/public/busybox:1"
+    digest = seed_image(store_root, ref, extra_layers=1)
+    anonymous_push = rootless("push", ref, check=False)
+    assert anonymous_push.returncode != 0
+    assert "Traceback" not in anonymous_push.stderr
+    assert "authentication required" in anonymous_push.stderr
+
+    rootless("login", "-u", "bob", "-p", USERS["bob"], token_registry.host)
+    token_server.requests.clear()
+    rootless("push", ref)
+    assert ("bob", [f"repository:public/busybox:pull,push"]) in token_server.requests
+    # One token covers the whole push: the scope is asked for before the first request.
+    assert len(token_server.requests) == 1
+
+    rootless("logout", token_registry.host)
+    token_server.requests.clear()
+    pulled = rootless_at(tmp_path / "other")("pull", ref)
+    assert f"Digest: {digest}" in pulled.stdout
+    assert token_server.requests == [(None, ["repository:public/busybox:pull"])]
+
+    private = f"{token_registry.host}/private/busybox:1"
+    seed_image(store_root, private)
+    rootless("login", "-u", "bob", "-p", USERS["bob"], token_registry.host)
+    rootless("push", private)
+    rootless("logout", token_registry.host)
+    refused = rootless_at(tmp_path / "third")("pull", private, check=False)
+    assert refused.returncode != 0
+    assert "authentication required" in refused.stderr
+
+
+def test_token_login_with_a_wrong_password_fails(token_registry: Registry,
+                                                 rootless: Rootless) -> None:
+    result = rootless("login", "-u", "bob", "--password-stdin", token_registry.host,
+                      input="wrong\n", check=False)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "bob" in result.stderr
+
+
+# -- interoperability with skopeo --------------------------------------------------------
+
+
+def test_skopeo_reads_what_we_push(registry: Registry, rootless: Rootless, store_root: Path,
+                                   seed_image: SeedImage) -> None:
+    skopeo = which("skopeo")
+    ref = f"{registry.host}/interop/ours:1"
+    digest = seed_image(store_root, ref, extra_layers=1)
+    rootless("push", ref)
+    out = subprocess.run([skopeo, "inspect", "--tls-verify=false", f"docker://{ref}"],
+                         capture_output=True, text=True, check=True)
+    info = json.loads(out.stdout)
+    assert info["Digest"] == digest
+    assert len(info["Layers"]) == 2
+
+
+def test_we_read_what_skopeo_pushes(registry: Registry, tmp_path: Path, store_root: Path,
+                                    rootless_at: Callable[[Path], Rootless],
+                                    seed_image: SeedImage) -> None:
+    skopeo = which("skopeo")
+    # Our store is an OCI layout; skopeo copies one image of it to the registry.
+    source = tmp_path / "layout"
+    seed_image(source, "localhost/skopeo-source:1")
+    from rootless.store import Store
+
+    index = json.loads((source / "index.json").read_text())
+    tagged = [m for m in index["manifests"] if m.get("annotations")]
+    name = tagged[0]["annotations"]["org.opencontainers.image.ref.name"]
+    dest = f"{registry.host}/interop/skopeo:1"
+    subprocess.run([skopeo, "copy", "--dest-tls-verify=false", f"oci:{source}:{name}",
+                    f"docker://{dest}"], capture_output=True, text=True, check=True)
+    out = subprocess.run([skopeo, "inspect", "--tls-verify=false", f"docker://{dest}"],
+                         capture_output=True, text=True, check=True)
+    digest = json.loads(out.stdout)["Digest"]
+    other = rootless_at(tmp_path / "other")
+    assert f"Digest: {digest}" in other("pull", dest).stdout
+    assert Store.open(tmp_path / "other").resolve(dest).manifest_digest == digest
