@@ -370,16 +370,38 @@ class Store:
         Waits for open leases. Safe to run at any time; a killed gc leaves at
         worst some garbage for the next one.
         """
+        if self._lease_depth > 0:
+            raise StoreError("gc() called while holding a lease on the same store")
         with self._gc_lock():
-            entries = self._read_index()
-            keep = reachable_blobs(self.read_blob, [e.digest for e in entries])
-            keep |= _build_cache_blobs(self.buildcache_dir)
-            keep_layers = {d for image in self.images() for d in image.diff_ids}
+            keep, keep_layers = self._gc_roots()
             report = GcReport()
             sweep_temp(self.tmp_dir, report)
             sweep_blobs(self.blobs_dir, keep, report)
             sweep_layer_dirs(self.layers_dir, self.tmp_dir, keep_layers, report)
             return report
+
+    def discard_unreferenced(self, digests: set[Digest]) -> None:
+        """Take back blobs a failed operation stored, unless an image now uses them.
+
+        A garbage collection limited to ``digests``; skipped (left to gc())
+        when this Store holds a lease, since gc waits for leases.
+        """
+        if not digests or self._lease_depth > 0:
+            return
+        with self._gc_lock():
+            keep, _layers = self._gc_roots()
+            for digest in digests - keep:
+                with contextlib.suppress(FileNotFoundError):
+                    self.blob_path(digest).unlink()
+
+    def _gc_roots(self) -> tuple[set[Digest], set[Digest]]:
+        """Blobs and unpacked layers (by diff_id) that images or the build cache need."""
+        entries = self._read_index()
+        keep = reachable_blobs(self.read_blob, [e.digest for e in entries])
+        cached_blobs, cached_layers = _build_cache_roots(self.buildcache_dir)
+        keep |= cached_blobs
+        keep_layers = {d for image in self.images() for d in image.diff_ids} | cached_layers
+        return keep, keep_layers
 
     # -- paths others fill ---------------------------------------------------
 
@@ -438,15 +460,19 @@ class Store:
         return StoredImage(digest, manifest_bytes, config_bytes, tags)
 
 
-def _build_cache_blobs(buildcache_dir: Path) -> set[Digest]:
-    """Layer blobs the build cache will reuse (``buildcache/entries/*.json`` list
-    them as ``layers[].digest``); ``builder prune`` drops entries to free them."""
-    keep: set[Digest] = set()
+def _build_cache_roots(buildcache_dir: Path) -> tuple[set[Digest], set[Digest]]:
+    """Layer blobs and diff_ids the build cache will reuse (``buildcache/entries/*.json``
+    list them as ``layers[].digest`` and ``.diff_id``); ``builder prune`` drops
+    entries to free them."""
+    blobs: set[Digest] = set()
+    diff_ids: set[Digest] = set()
     for entry in sorted(buildcache_dir.glob("entries/*.json")):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
             for layer in json.loads(entry.read_bytes())["layers"]:
-                keep.add(Digest(layer["digest"]))
-    return keep
+                blobs.add(Digest(layer["digest"]))
+                if layer.get("diff_id"):
+                    diff_ids.add(Digest(layer["diff_id"]))
+    return blobs, diff_ids
 
 
 def _plain(desc: Descriptor) -> Descriptor:
