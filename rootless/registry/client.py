@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, Protocol
 from urllib.parse import urljoin
 
 import requests
+import urllib3
 
 from rootless.errors import RegistryError, UsageError
 from rootless.oci.model import (
@@ -214,7 +215,10 @@ class RegistryClient:
         drops = 0
         path = f"/v2/{repository}/blobs/{digest}"
         while True:
-            headers = {"Range": f"bytes={written}-"} if written else {}
+            # identity: Range offsets must count the blob's own bytes.
+            headers = {"Accept-Encoding": "identity"}
+            if written:
+                headers["Range"] = f"bytes={written}-"
             resp = self.transport.request("GET", path, headers=headers, stream=True,
                                           what=f"{subject}: blob {digest}")
             if resp.status_code == 404 and urls and path.startswith("/v2/"):
@@ -228,7 +232,7 @@ class RegistryClient:
                 raise RegistryError(f"{subject}: blob {digest}: registry resumed at the wrong "
                                     "offset")
             try:
-                for chunk in resp.iter_content(DOWNLOAD_CHUNK):
+                for chunk in _body_chunks(resp):
                     if skip:
                         drop = min(skip, len(chunk))
                         chunk, skip = chunk[drop:], skip - drop
@@ -243,7 +247,7 @@ class RegistryClient:
                     if progress:
                         progress(written)
             except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError,
-                    requests.Timeout) as exc:
+                    requests.Timeout, urllib3.exceptions.HTTPError, OSError) as exc:
                 resp.close()
                 drops += 1
                 if drops > self.transport.retries:
@@ -374,6 +378,20 @@ def new_session() -> requests.Session:
 
 def _media_type(resp: requests.Response) -> str:
     return resp.headers.get("Content-Type", "").split(";", 1)[0].strip()
+
+
+def _body_chunks(resp: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives: bytes received before a drop are kept, so a
+    resume starts where the connection broke, not at the last full chunk."""
+    read1 = getattr(resp.raw, "read1", None)
+    if read1 is None:  # urllib3 < 2: smaller chunks lose less on a drop
+        yield from resp.iter_content(64 << 10)
+        return
+    while True:
+        chunk = read1(DOWNLOAD_CHUNK)
+        if not chunk:
+            return
+        yield chunk
 
 
 def _read_limited(resp: requests.Response, limit: int, subject: str) -> bytes:

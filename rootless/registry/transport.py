@@ -121,6 +121,11 @@ class Transport:
         self.retries = retries
         self.backoff = backoff
         self._base: str | None = None
+        if policy.verify is False:
+            # The user chose not to verify this host; do not warn on every request.
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._ping_lock = threading.Lock()
 
     @property
@@ -147,8 +152,12 @@ class Transport:
             except requests.ConnectionError as exc:
                 last = exc
                 continue
-            if resp.status_code in (200, 401):
+            if resp.status_code == 429:
+                raise rate_limit_error(self.host, resp)
+            if resp.status_code != 404:
+                # Any other answer (even a 5xx) proves the scheme; requests retry later.
                 self._base = base
+                self._log_rate_limit(resp)
                 if resp.status_code == 401:
                     # Basic-only registries want credentials from the first request on.
                     try:

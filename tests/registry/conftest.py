@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.registry.servers import (
-    FaultyProxy,
     Faults,
+    FaultyProxy,
     Registry,
     TokenServer,
     htpasswd_auth,

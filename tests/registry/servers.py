@@ -100,9 +100,8 @@ def start_registry(workdir: Path, auth: str = "", tls: tuple[Path, Path] | None 
         f"http:\n  addr: 127.0.0.1:{port}\n  secret: rootless-test-secret\n{tls_block}"
         + auth
     )
-    log = open(workdir / "registry.log", "wb")
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
-    log.close()
+    with open(workdir / "registry.log", "wb") as log:
+        proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
     registry = Registry(f"127.0.0.1:{port}", proc, workdir, "https" if tls else "http")
     wait_until(lambda: _answers(f"{registry.url}/v2/", verify=False),
                f"docker-registry on port {port} (log: {workdir / 'registry.log'})", proc=proc)
@@ -299,7 +298,8 @@ class FaultyProxy:
 
             def _forward(self) -> None:
                 faults = proxy.faults
-                faults.seen.append(f"{self.command} {self.path}")
+                ranged = self.headers.get("Range", "")
+                faults.seen.append(f"{self.command} {self.path} {ranged}".strip())
                 if faults.status_429:
                     self._reply(429, b'{"errors":[{"code":"TOOMANYREQUESTS","message":'
                                      b'"You have reached your pull rate limit."}]}',

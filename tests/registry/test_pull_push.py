@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.helpers import Rootless, which
-from tests.registry.conftest import USERS, SeedImage, store_state
+from tests.registry.conftest import USERS, SeedImage
 from tests.registry.servers import Registry, TokenServer
 
 pytestmark = pytest.mark.integration
@@ -162,7 +162,7 @@ def test_token_auth_anonymous_pull_and_authenticated_push(
     rootless("login", "-u", "bob", "-p", USERS["bob"], token_registry.host)
     token_server.requests.clear()
     rootless("push", ref)
-    assert ("bob", [f"repository:public/busybox:pull,push"]) in token_server.requests
+    assert ("bob", ["repository:public/busybox:pull,push"]) in token_server.requests
     # One token covers the whole push: the scope is asked for before the first request.
     assert len(token_server.requests) == 1
 

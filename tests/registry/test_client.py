@@ -1,0 +1,107 @@
+"""Hostile and broken registries: a real docker-registry behind a fault-injecting proxy.
+
+Each failure is either survived (resume, retry) or reported as one line naming
+the reference, with nothing partial left in the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Rootless
+from tests.registry.conftest import SeedImage, store_state
+from tests.registry.servers import Faults, FaultyProxy, Registry
+
+pytestmark = pytest.mark.integration
+
+Faulty = Callable[[Faults], FaultyProxy]
+
+
+@pytest.fixture
+def pushed(registry: Registry, rootless: Rootless, store_root: Path,
+           seed_image: SeedImage, request: pytest.FixtureRequest) -> tuple[str, str]:
+    """An image in the open registry: (repository path, manifest digest)."""
+    repo = f"hostile/{request.node.name.replace('_', '-')[:40]}"
+    digest = seed_image(store_root, f"{registry.host}/{repo}:1", extra_layers=1)
+    rootless("push", f"{registry.host}/{repo}:1")
+    return repo, digest
+
+
+def _one_line_error(stderr: str, ref: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert lines, "no error message"
+    assert lines[0].startswith(f"rootless: {ref}"), stderr
+    assert "Traceback" not in stderr
+    assert len([x for x in lines if not x.startswith("hint:")]) == 1, stderr
+
+
+def test_dropped_connection_mid_blob_resumes_with_range(
+        pushed: tuple[str, str], faulty: Faulty, tmp_path: Path,
+        rootless_at: Callable[[Path], Rootless]) -> None:
+    repo, digest = pushed
+    faults = Faults(drop_blob_after=50_000, drops=2)
+    proxy = faulty(faults)
+    ref = f"{proxy.host}/{repo}:1"
+    result = rootless_at(tmp_path / "other")("pull", ref)
+    assert f"Digest: {digest}" in result.stdout
+    assert faults.drops == 0
+    assert any("bytes=50000-" in line for line in faults.seen), faults.seen
+    state = store_state(tmp_path / "other")
+    assert state["tmp"] == []
+
+
+def test_wrong_digest_is_reported_and_nothing_enters_the_store(
+        pushed: tuple[str, str], faulty: Faulty, tmp_path: Path,
+        rootless_at: Callable[[Path], Rootless]) -> None:
+    repo, _ = pushed
+    proxy = faulty(Faults(corrupt_blobs=True))
+    ref = f"{proxy.host}/{repo}:1"
+    root = tmp_path / "other"
+    result = rootless_at(root)("pull", ref, check=False)
+    assert result.returncode != 0
+    assert "digest mismatch" in result.stderr
+    _one_line_error(result.stderr, ref)
+    state = store_state(root)
+    assert state == {"index": [], "blobs": [], "tmp": []}
+
+
+def test_transient_500s_are_retried(pushed: tuple[str, str], faulty: Faulty, tmp_path: Path,
+                                    rootless_at: Callable[[Path], Rootless]) -> None:
+    repo, digest = pushed
+    faults = Faults(errors_500=2)
+    proxy = faulty(faults)
+    result = rootless_at(tmp_path / "other")("pull", f"{proxy.host}/{repo}:1")
+    assert f"Digest: {digest}" in result.stdout
+    assert faults.errors_500 == 0
+
+
+def test_a_registry_that_keeps_failing_is_reported(
+        pushed: tuple[str, str], faulty: Faulty, tmp_path: Path,
+        rootless_at: Callable[[Path], Rootless]) -> None:
+    repo, _ = pushed
+    proxy = faulty(Faults(errors_500=1000))
+    ref = f"{proxy.host}/{repo}:1"
+    root = tmp_path / "other"
+    result = rootless_at(root)("pull", ref, check=False,
+                               env={"ROOTLESS_REGISTRY_RETRIES": "1"})
+    assert result.returncode != 0
+    assert "500" in result.stderr
+    _one_line_error(result.stderr, ref)
+    state = store_state(root)
+    assert state["index"] == [] and state["tmp"] == []
+
+
+def test_rate_limit_names_the_limit_and_debug_shows_remaining(
+        pushed: tuple[str, str], faulty: Faulty, tmp_path: Path,
+        rootless_at: Callable[[Path], Rootless]) -> None:
+    repo, _ = pushed
+    proxy = faulty(Faults(status_429=True))
+    ref = f"{proxy.host}/{repo}:1"
+    result = rootless_at(tmp_path / "other")("--debug", "pull", ref, check=False)
+    assert result.returncode != 0
+    assert "too many requests" in result.stderr
+    assert "limit 100 per 6h, remaining 0 per 6h" in result.stderr
+    assert "Traceback" not in result.stderr
