@@ -10,6 +10,17 @@ import pytest
 from tests.helpers import Rootless, make_busybox_rootfs_tar, runner
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-goldens", action="store_true", default=False,
+                     help="rewrite golden files (tests/golden/...) from the current output")
+
+
+@pytest.fixture
+def update_goldens(request: pytest.FixtureRequest) -> bool:
+    """True when the run should rewrite golden files instead of comparing them."""
+    return bool(request.config.getoption("--update-goldens"))
+
+
 @pytest.fixture
 def store_root(tmp_path: Path) -> Path:
     return tmp_path / "store"
