@@ -159,7 +159,8 @@ def import_rootfs(store: Store, stream: IO[bytes], *, source: str,
     apply_changes(container_config, changes)
     created = format_time(build_time())
     with store.lease():
-        layer = store.put_layer(open_maybe_compressed(stream, source))
+        what = "the tarball on stdin" if source == "-" else source
+        layer = store.put_layer(open_maybe_compressed(stream, what), what=what)
         config: dict[str, Any] = {
             "architecture": arch or host_architecture(),
             "os": "linux",

@@ -210,7 +210,8 @@ class Store:
         assert writer.digest is not None
         return Descriptor(media_type, writer.digest, writer.size)
 
-    def put_layer(self, tar_stream: IO[bytes], *, validate: bool = True) -> LayerInfo:
+    def put_layer(self, tar_stream: IO[bytes], *, validate: bool = True,
+                  what: str = "layer tar") -> LayerInfo:
         """Store an uncompressed layer tar as a gzip blob, hashing both forms as it streams.
 
         With ``validate`` the stream must be one complete tar archive
@@ -218,7 +219,7 @@ class Store:
         output is deterministic (no name, mtime 0): same tar, same digest.
         """
         diff = Hasher()
-        checker = TarChecker("layer tar") if validate else None
+        checker = TarChecker(what) if validate else None
         compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
         with self.blob_writer() as writer:
             while True:
@@ -327,8 +328,7 @@ class Store:
             if len(matches) > 1:
                 raise ImageNotFound(f"image ID prefix {name_or_id!r} is ambiguous: "
                                     f"{len(matches)} images match")
-        shown = ref.familiar if ref is not None else name_or_id
-        raise ImageNotFound(f"No such image: {shown}",
+        raise ImageNotFound(f"No such image: {name_or_id}",
                             hint="list images with 'rootless images'")
 
     def tag(self, image: StoredImage, ref: ImageReference) -> StoredImage:
