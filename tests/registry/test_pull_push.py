@@ -228,3 +228,98 @@ def test_we_read_what_skopeo_pushes(registry: Registry, tmp_path: Path, store_ro
     other = rootless_at(tmp_path / "other")
     assert f"Digest: {digest}" in other("pull", dest).stdout
     assert Store.open(tmp_path / "other").resolve(dest).manifest_digest == digest
+
+
+# -- manifest lists / OCI indexes ------------------------------------------------------
+
+
+def _put_index(registry: Registry, repo: str, tag: str, entries: list[tuple[str, dict[str, str]]],
+               media_type: str) -> str:
+    manifests = []
+    for digest, platform in entries:
+        head = requests.head(f"{registry.url}/v2/{repo}/manifests/{digest}", headers={
+            "Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=10)
+        assert head.status_code == 200
+        manifests.append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                          "digest": digest, "size": int(head.headers["Content-Length"]),
+                          "platform": platform})
+    body = json.dumps({"schemaVersion": 2, "mediaType": media_type,
+                       "manifests": manifests}).encode()
+    resp = requests.put(f"{registry.url}/v2/{repo}/manifests/{tag}", data=body,
+                        headers={"Content-Type": media_type}, timeout=10)
+    assert resp.status_code == 201, resp.text
+    return resp.headers["Docker-Content-Digest"]
+
+
+@pytest.mark.parametrize("media_type", ["application/vnd.oci.image.index.v1+json",
+                                        "application/vnd.docker.distribution.manifest.list.v2+json"])
+def test_multi_arch_index_pulls_the_right_platform(
+        registry: Registry, rootless: Rootless, store_root: Path, tmp_path: Path,
+        rootless_at: Callable[[Path], Rootless], seed_image: SeedImage, media_type: str) -> None:
+    repo = "multi/busybox" + ("-list" if "docker" in media_type else "")
+    digests = {}
+    for arch, variant in (("amd64", None), ("arm64", "v8"), ("arm", "v6"), ("arm", "v7")):
+        name = arch + (variant or "")
+        digests[name] = seed_image(store_root, f"{registry.host}/{repo}:{name}", arch=arch,
+                                   variant=variant, extra_layers=1, layer_bytes=name.encode())
+        rootless("push", f"{registry.host}/{repo}:{name}")
+    index_digest = _put_index(registry, repo, "latest", [
+        (digests["amd64"], {"os": "linux", "architecture": "amd64"}),
+        (digests["arm64v8"], {"os": "linux", "architecture": "arm64", "variant": "v8"}),
+        (digests["armv6"], {"os": "linux", "architecture": "arm", "variant": "v6"}),
+        (digests["armv7"], {"os": "linux", "architecture": "arm", "variant": "v7"}),
+    ], media_type)
+    from rootless.store import Store
+
+    ref = f"{registry.host}/{repo}:latest"
+    cases = [("linux/arm64", "arm64v8"), ("linux/arm/v7", "armv7"), ("linux/arm/v6", "armv6"),
+             ("linux/amd64", "amd64")]
+    for n, (platform, expected) in enumerate(cases):
+        root = tmp_path / f"pull-{n}"
+        out = rootless_at(root)("pull", "--platform", platform, ref)
+        assert f"Digest: {index_digest}" in out.stdout
+        assert Store.open(root).resolve(ref).manifest_digest == digests[expected], platform
+    missing = rootless_at(tmp_path / "none")("pull", "--platform", "linux/s390x", ref,
+                                             check=False)
+    assert missing.returncode != 0
+    assert "no matching manifest for linux/s390x" in missing.stderr
+
+
+def test_single_manifest_of_another_platform_warns(
+        registry: Registry, rootless: Rootless, store_root: Path, tmp_path: Path,
+        rootless_at: Callable[[Path], Rootless], seed_image: SeedImage) -> None:
+    ref = f"{registry.host}/single/s390x:1"
+    seed_image(store_root, ref, arch="s390x")
+    rootless("push", ref)
+    result = rootless_at(tmp_path / "other")("pull", ref)
+    assert "WARNING: The requested image's platform (linux/s390x) does not match" \
+        in result.stderr
+
+
+def test_chunked_upload_keeps_the_digest(registry: Registry, store_root: Path, tmp_path: Path,
+                                         seed_image: SeedImage) -> None:
+    from rootless.registry.pull import pull_image
+    from rootless.registry.push import push_image
+    from rootless.store import Store
+
+    ref = f"{registry.host}/chunked/busybox:1"
+    digest = seed_image(store_root, ref, extra_layers=1)
+    result = push_image(Store.open(store_root), ref, chunk_size=256 * 1024)
+    assert result.digest == digest
+    image = pull_image(Store.open(tmp_path / "other"), ref)
+    assert image.manifest_digest == digest
+
+
+def test_cross_repository_mount(registry: Registry, rootless: Rootless, store_root: Path,
+                                seed_image: SeedImage) -> None:
+    first = f"{registry.host}/mount/source:1"
+    seed_image(store_root, first, extra_layers=1)
+    rootless("push", first)
+    second = f"{registry.host}/mount/target:1"
+    from rootless.reference import ImageReference
+    from rootless.store import Store
+
+    store = Store.open(store_root)
+    store.tag(store.resolve(first), ImageReference.parse(second))
+    out = rootless("push", second).stdout
+    assert out.count("Mounted from mount/source") == 3  # 2 layers + config
