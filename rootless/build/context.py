@@ -21,6 +21,7 @@ import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from rootless.build.ignore import IgnoreMatcher, clean_path, parse_dockerignore
 from rootless.errors import BuildStepError, Location, UsageError
@@ -245,26 +246,17 @@ def open_directory(root: Path, dockerfile: Path | None) -> BuildContext:
     return BuildContext(root.resolve(), read_ignore_file(root, dockerfile))
 
 
-def open_tar(stream_path: Path | None, data: bytes | None, dockerfile: str | None) -> BuildContext:
-    """A context from a tarball (maybe compressed), given as a file or as bytes."""
-    import io
-    import tarfile
-
+def open_tar(stream: BinaryIO, dockerfile: str | None) -> BuildContext:
+    """A context from a tar stream (plain or compressed), unpacked into a temp dir."""
     from rootless.oci.layer import extract
 
     tmp = tempfile.TemporaryDirectory(prefix="rootless-context-")
-    root = Path(tmp.name)
+    root = Path(tmp.name) / "context"
     try:
-        if data is not None:
-            fileobj: io.BufferedIOBase = io.BytesIO(data)
-        else:
-            assert stream_path is not None
-            fileobj = open(stream_path, "rb")  # noqa: SIM115 - closed below
-        with fileobj, tarfile.open(fileobj=fileobj, mode="r:*") as tar:
-            extract(tar, root)
-    except (tarfile.TarError, OSError, EOFError) as exc:
+        extract(stream, root, name="build context")
+    except BaseException:
         tmp.cleanup()
-        raise UsageError(f"build context is not a valid tar archive: {exc}") from exc
+        raise
     df = root / dockerfile if dockerfile else root / "Dockerfile"
     ctx = BuildContext(root, read_ignore_file(root, df))
     ctx._tmp = tmp

@@ -35,7 +35,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from rootless.build.ignore import IgnoreMatcher, clean_path
 from rootless.errors import BuildStepError, Location
@@ -280,7 +280,7 @@ def copy_sources(
     mode = parse_chmod(options.chmod, loc) if options.chmod else None
     exclude = IgnoreMatcher(options.excludes)
     dest_inner = dest if dest.startswith("/") else posixpath.join(workdir or "/", dest)
-    dest_is_dir = dest.endswith("/") or dest in (".", "./") or dest.endswith("/.")
+    dest_is_dir = dest.endswith(("/", "/.")) or dest == "."
     multiple = multiple or len(sources) > 1
     dest_host = resolve_in_root(root, dest_inner)
     if multiple and not (dest_is_dir or dest_host.is_dir()):
@@ -337,11 +337,11 @@ def _archive_opener(path: Path) -> Callable[[Path], IO[bytes]] | None:
     with open(path, "rb") as fh:
         head = fh.read(512)
     if head[:2] == b"\x1f\x8b":
-        return lambda p: gzip.open(p, "rb")
+        return lambda p: cast(IO[bytes], gzip.open(p, "rb"))
     if head[:3] == b"BZh":
-        return lambda p: bz2.open(p, "rb")
+        return lambda p: cast(IO[bytes], bz2.open(p, "rb"))
     if head[:6] == b"\xfd7zXZ\x00":
-        return lambda p: lzma.open(p, "rb")
+        return lambda p: cast(IO[bytes], lzma.open(p, "rb"))
     if len(head) >= 262 and head[257:262] == b"ustar":
         return lambda p: open(p, "rb")
     return None
