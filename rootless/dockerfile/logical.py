@@ -75,8 +75,13 @@ class Scanned:
 
     def source(self, number: int) -> str:
         text = self.physical[number - 1] if 0 < number <= len(self.physical) else ""
-        # Tabs would put the caret in the wrong place on a terminal.
-        return text.replace("\t", " ")
+        return printable_line(text)
+
+
+def printable_line(text: str) -> str:
+    """The line as shown above a caret: one visible cell per character, so tabs (which
+    would move the caret) become spaces and control characters become U+FFFD."""
+    return "".join(" " if ch == "\t" else ch if ch.isprintable() else "\ufffd" for ch in text)
 
 
 def physical_lines(text: str) -> list[str]:
@@ -228,7 +233,7 @@ def _read_heredocs(
             body.append(line)
         else:
             number, column = logical.position(marker.offset)
-            source = physical[number - 1].replace("\t", " ")
+            source = printable_line(physical[number - 1])
             raise DockerfileSyntaxError(
                 f"unterminated heredoc {marker.word} started at line {number}",
                 Location(filename, number, column, len(raw)), source_line=source)

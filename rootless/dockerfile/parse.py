@@ -60,7 +60,8 @@ def unknown_instruction(
 ) -> DockerfileSyntaxError:
     name = word
     close = difflib.get_close_matches(name.upper(), INSTRUCTION_NAMES, n=1, cutoff=0.6)
-    message = f"unknown instruction: {name}"
+    shown = name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+    message = f"unknown instruction: {shown}"
     if close:
         message += f" (did you mean {close[0]}?)"
     return scanned.error(message, line, offset)
@@ -114,9 +115,8 @@ def _stages(
     close()
     if not stages:
         if scanned.lines:
-            last = scanned.lines[-1]
-            raise scanned.error("no build stage: the Dockerfile has no FROM", last,
-                                len(last.text))
+            raise scanned.error("no build stage: the Dockerfile has no FROM",
+                                scanned.lines[0])
         raise DockerfileSyntaxError("no build stage: the Dockerfile has no instructions",
                                     Location(scanned.filename, 1, 1))
     return tuple(meta_args), tuple(stages)

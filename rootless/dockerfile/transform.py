@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lark import Token, Transformer, Tree, v_args
+from lark.exceptions import VisitError
 from lark.tree import Meta
 
 from rootless.dockerfile import flags as flagspec
@@ -460,6 +461,12 @@ def suggest(word: str, choices: list[str]) -> str:
 
 
 def to_instructions(tree: Tree[Token], scanned: Scanned, escape: str) -> list[Instruction]:
-    result = ToIR(scanned, escape).transform(tree)
+    try:
+        result = ToIR(scanned, escape).transform(tree)
+    except VisitError as exc:
+        # Lark wraps what a rule method raises; our own errors go out as they are.
+        if isinstance(exc.orig_exc, DockerfileSyntaxError):
+            raise exc.orig_exc from None
+        raise
     assert isinstance(result, list)
     return result
