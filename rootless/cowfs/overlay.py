@@ -1,0 +1,140 @@
+"""The ``overlay`` driver: kernel overlayfs mounted with ``-o userxattr`` in a user namespace.
+
+The unpacked layers already hold whiteouts in the kernel's form (0:0 character
+devices, ``user.overlay.opaque``), so nothing is translated at mount time.
+The kernel refuses renaming a merged directory (EXDEV); ``mv`` and friends
+fall back to copying, as they do on Docker's overlay2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from rootless.cowfs.driver import Changes, MountHandle
+from rootless.errors import CowfsError
+from rootless.oci.layer import is_whiteout
+
+# mount(2) data is one page; leave room for upperdir/workdir and the flags.
+_MAX_OPTIONS = 3800
+
+
+def _escape(path: str) -> str:
+    return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
+
+
+def overlay_options(lowers: list[Path], upper: Path, work: Path, cwd: str | None = None) -> str:
+    """``lowerdir=TOP:...:BASE,...``: overlayfs lists the topmost lower first."""
+    def name(p: Path) -> str:
+        return _escape(os.path.relpath(p, cwd) if cwd else str(p))
+    lower = ":".join(name(p) for p in reversed(lowers))
+    return f"lowerdir={lower},upperdir={name(upper)},workdir={name(work)},userxattr"
+
+
+class OverlayHandle(MountHandle):
+    driver = "overlay"
+
+    def unmount(self) -> None:
+        if not self.mounted:
+            return
+        from rootless.sandbox import libc
+        try:
+            libc.umount2(str(self.target))
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                libc.umount2(str(self.target), libc.MNT_DETACH)
+            elif exc.errno != errno.EINVAL:  # EINVAL: not mounted any more
+                raise CowfsError(f"cannot unmount {self.target}: {exc.strerror}") from exc
+        self.mounted = False
+
+    def changes(self) -> Changes:
+        return upper_changes(self.upper)
+
+
+def upper_changes(upper: Path) -> Changes:
+    """Changes read back from an upper directory: it holds only what changed."""
+    created: set[str] = set()
+    deleted: set[str] = set()
+    for dirpath, dirs, files in os.walk(upper):
+        rel = os.path.relpath(dirpath, upper)
+        prefix = "" if rel == "." else rel + "/"
+        for name in files + dirs:
+            st = os.lstat(os.path.join(dirpath, name))
+            (deleted if is_whiteout(st) else created).add(prefix + name)
+    return Changes(frozenset(created), frozenset(), frozenset(deleted))
+
+
+def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> OverlayHandle:
+    from rootless.sandbox import libc
+    if not lowers:
+        # overlayfs wants at least one lower: an empty one stands for "scratch"
+        empty = work / "empty-lower"
+        empty.mkdir(exist_ok=True)
+        lowers = [empty]
+    options = overlay_options(lowers, upper, work)
+    cwd = None
+    if len(options) > _MAX_OPTIONS:
+        # Many layers: name them relative to their common parent, as podman does.
+        cwd = os.path.commonpath([str(p) for p in [*lowers, upper, work]])
+        options = overlay_options(lowers, upper, work, cwd)
+        if len(options) > _MAX_OPTIONS:
+            raise CowfsError(f"{len(lowers)} layers are too many for one overlayfs mount",
+                             hint="use --storage-driver fuse")
+    old_cwd = os.getcwd() if cwd else None
+    try:
+        if cwd:
+            os.chdir(cwd)
+        libc.mount("overlay", str(target), "overlay", libc.MS_NODEV, options)
+    except OSError as exc:
+        raise CowfsError(f"cannot mount overlayfs at {target}: {exc.strerror}",
+                         hint="use --storage-driver fuse or vfs") from exc
+    finally:
+        if old_cwd:
+            os.chdir(old_cwd)
+    return OverlayHandle(target, upper)
+
+
+def overlay_unavailable(base: Path) -> str | None:
+    """Try a real overlayfs mount in a throwaway user namespace under BASE."""
+    try:
+        from rootless.sandbox.userns import IdMapping, run_in_userns
+    except ImportError:
+        return "the sandbox module is missing"
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=".overlay-probe-", dir=base))
+    except OSError as exc:
+        return f"cannot write in {base}: {exc.strerror}"
+    try:
+        for name in ("lower", "upper", "work", "merged"):
+            (scratch / name).mkdir()
+        (scratch / "lower" / "f").write_bytes(b"")
+
+        def attempt() -> int:
+            from rootless.sandbox import libc
+            target = str(scratch / "merged")
+            try:
+                libc.mount("overlay", target, "overlay", 0, overlay_options(
+                    [scratch / "lower"], scratch / "upper", scratch / "work"))
+                os.unlink(os.path.join(target, "f"))  # whiteouts must work too
+                libc.umount2(target)
+            except OSError as exc:
+                return 10 + (exc.errno or 0)
+            return 0
+
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
+            code = run_in_userns(attempt, IdMapping.single())
+    except Exception as exc:  # any failure means "not usable"
+        return f"cannot create a user namespace: {exc}"
+    finally:
+        from rootless.fsutil import force_rmtree
+        with contextlib.suppress(OSError):
+            force_rmtree(scratch)
+    if code == 0:
+        return None
+    if code > 10:
+        return f"overlayfs with userxattr does not mount here: {os.strerror(code - 10)}"
+    return f"the probe failed (status {code})"
+
