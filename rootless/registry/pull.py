@@ -34,7 +34,7 @@ from rootless.registry.progress import Progress, QuietProgress
 if TYPE_CHECKING:
     from rootless.store import Store, StoredImage
 
-PARALLEL_DOWNLOADS = 3
+PARALLEL_DOWNLOADS = 6
 
 
 def pull_image(

@@ -23,7 +23,7 @@ from rootless.registry.progress import Progress, QuietProgress
 if TYPE_CHECKING:
     from rootless.store import Store, StoredImage
 
-PARALLEL_UPLOADS = 3
+PARALLEL_UPLOADS = 5
 
 
 @dataclass(frozen=True, slots=True)
