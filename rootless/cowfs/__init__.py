@@ -15,7 +15,11 @@ Usage, from inside the sandbox's user + mount namespace (mapped root)::
     diff(upper, out, paths=changed.paths() if changed else None)
 
 ``lowers`` are given base layer FIRST, topmost LAST: the order of a manifest's
-``layers`` array.
+``layers`` array. ``ensure_unpacked(store, layers)`` gives those directories,
+extracting layers from their blobs on first use.
+
+``changes()`` is live for ``fuse`` and ``overlay`` (the upper is read back) and
+known after ``unmount()`` for ``vfs``.
 """
 
 from __future__ import annotations
@@ -29,13 +33,16 @@ from rootless.cowfs.driver import (
     probe,
     select_driver,
 )
+from rootless.cowfs.layers import ensure_unpacked, unpack_layer
 
 __all__ = [
     "Changes",
     "DriverChoice",
     "MountHandle",
     "driver_report",
+    "ensure_unpacked",
     "mount_rootfs",
     "probe",
     "select_driver",
+    "unpack_layer",
 ]
