@@ -48,12 +48,10 @@ def unpack_layer(store: _Store, digest: str, diff_id: str) -> Path:
     scratch = Path(tempfile.mkdtemp(dir=tmp_root, prefix="unpack-"))
     try:
         staging = scratch / "layer"
-        try:
-            blob = open(store.blob_path(digest), "rb")
-        except FileNotFoundError:
-            raise LayerError(f"layer {digest} is not in the store",
-                             hint="pull the image again") from None
-        with blob:
+        blob_path = store.blob_path(digest)
+        if not blob_path.is_file():
+            raise LayerError(f"layer {digest} is not in the store", hint="pull the image again")
+        with open(blob_path, "rb") as blob:
             extract(blob, staging, name=digest)
         try:
             os.rename(staging, dest)
