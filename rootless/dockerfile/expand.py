@@ -415,7 +415,7 @@ def expand_from(stage: Stage, global_vars: Mapping[str, str], escape: str = "\\"
     where = From(loc=stage.loc, original=stage.original, image=stage.base)
     base = _word(stage.base, global_vars, where, escape)
     platform = _word(stage.platform, global_vars, where, escape) if stage.platform else None
-    return dataclasses.replace(stage, base=base, platform=platform)
+    return dataclasses.replace(stage, base=base, platform=platform or None)
 
 
 def expand_instruction(
