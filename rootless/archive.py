@@ -131,7 +131,9 @@ def save_docker_archive(store: Store, items: Sequence[SaveItem], out: IO[bytes])
                             _ChunkReader(_uncompressed_layer(store, layer)))
                 written.add(name)
             manifest.append({"Config": config_name,
-                             "RepoTags": [t.familiar for t in item.tags] or None,
+                             # Full names: podman reads a short "busybox:1" as
+                             # localhost/busybox; docker load accepts both.
+                             "RepoTags": [str(t) for t in item.tags] or None,
                              "Layers": layer_names})
         data = json.dumps(manifest, separators=(",", ":")).encode()
         tar.addfile(_tar_info("manifest.json", len(data)),
