@@ -82,6 +82,9 @@ def _pull(opts: Any, args: argparse.Namespace) -> int:
     _debug_logging(opts.debug)
     reference = ImageReference.parse(args.reference)
     progress = for_terminal(quiet=args.quiet)
+    if not args.all_tags and "@" not in args.reference and \
+            ":" not in args.reference.rsplit("/", 1)[-1]:
+        progress.line(f"Using default tag: {reference.tag}")
     store = Store.open(opts.root)
     if args.all_tags:
         if reference.digest is not None or ":" in args.reference.rsplit("/", 1)[-1]:

@@ -34,6 +34,7 @@ from rootless.registry.auth import RegistryAuth, short_reason
 from rootless.registry.transport import Transport, raise_for_status, tls_policy
 
 ACCEPT_MANIFESTS = ", ".join((OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
+IMAGE_ACCEPT = ", ".join((OCI_MANIFEST, DOCKER_MANIFEST))
 # Layers a registry may not redistribute; Docker fetches them from their urls.
 FOREIGN_LAYER_TYPES = frozenset({
     DOCKER_LAYER_FOREIGN,
@@ -126,9 +127,10 @@ class RegistryClient:
             return None  # some registries leave it out of HEAD: the caller GETs
         return ManifestInfo(digest, _media_type(resp), int(resp.headers.get("Content-Length", 0)))
 
-    def get_manifest(self, repository: str, reference: str, subject: str) -> Manifest:
+    def get_manifest(self, repository: str, reference: str, subject: str,
+                     accept: str = ACCEPT_MANIFESTS) -> Manifest:
         resp = self.transport.request("GET", f"/v2/{repository}/manifests/{reference}",
-                                      headers={"Accept": ACCEPT_MANIFESTS}, stream=True,
+                                      headers={"Accept": accept}, stream=True,
                                       what=subject)
         raise_for_status(resp, subject, (200,))
         data = _read_limited(resp, MAX_MANIFEST_SIZE, subject)
@@ -289,7 +291,23 @@ class RegistryClient:
         progress: ProgressFn | None = None,
         chunk_size: int | None = None,
     ) -> None:
-        """Upload a blob: one PUT (monolithic) or PATCHes of ``chunk_size`` then a PUT."""
+        """Upload a blob: one PUT (monolithic) or PATCHes of ``chunk_size`` then a PUT.
+
+        A failure in the middle may leave the upload session unusable, so the
+        whole upload starts again once, in a new session.
+        """
+        try:
+            self._upload_once(repository, digest, size, open_blob, subject, progress,
+                              chunk_size)
+        except RegistryError as exc:
+            if exc.status in (401, 403):
+                raise
+            self._upload_once(repository, digest, size, open_blob, subject, progress,
+                              chunk_size)
+
+    def _upload_once(self, repository: str, digest: str, size: int,
+                     open_blob: Callable[[], BinaryIO], subject: str,
+                     progress: ProgressFn | None, chunk_size: int | None) -> None:
         resp = self.transport.request("POST", f"/v2/{repository}/blobs/uploads/",
                                       body=lambda: b"", what=subject)
         raise_for_status(resp, subject, (202,))

@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -21,7 +22,7 @@ from rootless.errors import DigestMismatch, ImageNotFound, RegistryError, StoreE
 from rootless.oci.digest import Digest
 from rootless.oci.model import OCI_INDEX, OCI_MANIFEST
 from rootless.reference import ImageReference
-from rootless.registry.client import Manifest, RegistryClient
+from rootless.registry.client import IMAGE_ACCEPT, Manifest, RegistryClient
 from rootless.registry.platforms import (
     Platform,
     available,
@@ -87,14 +88,16 @@ class _Puller:
         self.progress = progress
         self.repo = reference.repository
         self.subject = reference.familiar
+        self.cancelled = threading.Event()
 
     def run(self) -> StoredImage:
         self.client.want(self.repo)
         if self.ref.tag is not None and self.ref.digest is None:
-            self.progress.line(f"{self.ref.tag}: Pulling from {self.ref.familiar_name}")
+            self.progress.line(f"{self.ref.tag}: Pulling from {self.repo}")
         top_digest = self._resolve_digest()
         manifest = self._manifest(top_digest)
-        if manifest.is_index:
+        from_index = manifest.is_index
+        if from_index:
             self._keep(manifest)
             manifest = self._choose(manifest)
         image_manifest = _parse_image_manifest(manifest, self.subject)
@@ -105,7 +108,7 @@ class _Puller:
         # The lease keeps a concurrent prune from collecting blobs not yet referenced.
         with self.store.lease():
             self._fetch(config_desc, show=False)
-            if self.wanted is None:
+            if not from_index:
                 self._warn_platform(config_desc)
             self._fetch_layers(layers)
             try:
@@ -126,7 +129,17 @@ class _Puller:
         if info is not None:
             return info.digest
         # No digest from HEAD (or 404): GET tells us, or says what is wrong.
-        manifest = self.client.get_manifest(self.repo, self.ref.tag, self.subject)
+        try:
+            manifest = self.client.get_manifest(self.repo, self.ref.tag, self.subject)
+        except RegistryError as exc:
+            if exc.status != 404:
+                raise
+            # Some registries 404 an Accept that names manifest lists: ask for images only.
+            try:
+                manifest = self.client.get_manifest(self.repo, self.ref.tag, self.subject,
+                                                    accept=IMAGE_ACCEPT)
+            except RegistryError:
+                raise exc from None
         self._keep(manifest)
         return manifest.digest
 
@@ -179,12 +192,18 @@ class _Puller:
                 config = json.load(f)
         except (OSError, ValueError, StoreError):
             return
-        host = host_platform()
         os_, arch = config.get("os"), config.get("architecture")
-        if os_ and arch and (os_ != host.os or arch != host.architecture):
-            self.progress.warn(f"The requested image's platform ({os_}/{arch}) does not match "
-                               f"the detected host platform ({host}) and no specific platform "
-                               "was requested")
+        if not os_ or not arch:
+            return
+        if self.wanted is None:
+            host = host_platform()
+            if os_ != host.os or arch != host.architecture:
+                self.progress.warn(
+                    f"The requested image's platform ({os_}/{arch}) does not match the "
+                    f"detected host platform ({host}) and no specific platform was requested")
+        elif os_ != self.wanted.os or arch != self.wanted.architecture:
+            self.progress.warn(f"image {self.subject} is {os_}/{arch}, not the requested "
+                               f"platform {self.wanted}: the registry sent a single manifest")
 
     def _has(self, digest: str) -> bool:
         try:
@@ -202,13 +221,23 @@ class _Puller:
                 missing.append(desc)
         if not missing:
             return
-        with ThreadPoolExecutor(max_workers=PARALLEL_DOWNLOADS) as pool:
+        pool = ThreadPoolExecutor(max_workers=PARALLEL_DOWNLOADS)
+        try:
             futures = [pool.submit(self._fetch, desc) for desc in missing]
-            errors = [f.exception() for f in futures]
-        self.progress.close()
-        for error in errors:
-            if error is not None:
-                raise error
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:
+            # First failure or Ctrl-C: the other downloads stop at their next chunk
+            # and their temp files are discarded.
+            if not all(f.done() and f.exception() is None for f in futures):
+                self.cancelled.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.progress.close()
+        for future in futures:
+            if not future.cancelled() and future.exception() is not None:
+                error = future.exception()
+                assert error is not None
+                if not isinstance(error, _Cancelled):
+                    raise error
 
     def _fetch(self, desc: dict[str, Any], show: bool = True) -> None:
         digest = Digest(desc["digest"])
@@ -217,6 +246,8 @@ class _Puller:
         size = int(desc["size"])
 
         def advance(done: int) -> None:
+            if self.cancelled.is_set():
+                raise _Cancelled()
             if show:
                 self.progress.advance(digest, done, size)
 
@@ -228,6 +259,10 @@ class _Puller:
                                 code="DIGEST_INVALID") from None
         if show:
             self.progress.status(digest, "Pull complete")
+
+
+class _Cancelled(Exception):
+    """Raised inside a download thread when another download failed."""
 
 
 def _parse_image_manifest(manifest: Manifest, subject: str) -> dict[str, Any]:

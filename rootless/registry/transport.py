@@ -218,6 +218,8 @@ class Transport:
                 self._wait(attempt, f"{short_reason(exc)}")
                 attempt += 1
                 continue
+            log.debug("%s %s -> %d", method, _without_query(resp.request.url or path),
+                      resp.status_code)
             self._log_rate_limit(resp)
             if resp.status_code == 401 and auth_rounds < 3:
                 auth_rounds += 1
@@ -251,6 +253,11 @@ class Transport:
         if remaining is not None:
             log.debug("%s: ratelimit-remaining %s (limit %s)", self.host, remaining,
                       resp.headers.get("ratelimit-limit", "?"))
+
+
+def _without_query(url: str) -> str:
+    # Upload URLs carry state tokens in the query: keep them out of logs.
+    return url.split("?", 1)[0]
 
 
 def _window(value: str | None) -> str:

@@ -254,6 +254,7 @@ class Faults:
     drop_blob_after: int | None = None  # bytes of a blob body sent before hanging up
     drops: int = 0                      # how many blob GETs to cut
     corrupt_blobs: bool = False         # flip a byte in every blob body
+    corrupt_manifests: bool = False     # add a byte to every manifest body
     errors_500: int = 0                 # answer this many requests with 500
     error_paths: str = "/blobs/"        # ... whose path contains this
     status_429: bool = False            # answer everything with Docker Hub's 429
@@ -328,6 +329,9 @@ class FaultyProxy:
                 out_headers = {k: v for k, v in resp.getheaders()
                                if k.lower() not in ("connection", "transfer-encoding",
                                                     "content-length")}
+                if (faults.corrupt_manifests and self.command == "GET"
+                        and "/manifests/" in self.path and resp.status == 200):
+                    data += b" "
                 if is_blob and faults.corrupt_blobs and data:
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
                 if (is_blob and faults.drop_blob_after is not None

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.helpers import Rootless
 from tests.registry.conftest import SeedImage, store_state
@@ -105,3 +106,48 @@ def test_rate_limit_names_the_limit_and_debug_shows_remaining(
     assert "too many requests" in result.stderr
     assert "limit 100 per 6h, remaining 0 per 6h" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_manifest_with_a_wrong_digest_is_refused(
+        pushed: tuple[str, str], faulty: Faulty, tmp_path: Path,
+        rootless_at: Callable[[Path], Rootless]) -> None:
+    repo, _ = pushed
+    proxy = faulty(Faults(corrupt_manifests=True))
+    ref = f"{proxy.host}/{repo}:1"
+    root = tmp_path / "other"
+    result = rootless_at(root)("pull", ref, check=False)
+    assert result.returncode != 0
+    assert "manifest digest mismatch" in result.stderr
+    _one_line_error(result.stderr, ref)
+    assert store_state(root) == {"index": [], "blobs": [], "tmp": []}
+
+
+def test_push_survives_upload_errors(registry: Registry, faulty: Faulty, rootless: Rootless,
+                                     store_root: Path, seed_image: SeedImage) -> None:
+    faults = Faults(errors_500=3, error_paths="/blobs/uploads/")
+    proxy = faulty(faults)
+    ref = f"{proxy.host}/hostile/upload:1"
+    digest = seed_image(store_root, ref, extra_layers=1)
+    result = rootless("push", ref)
+    assert f"1: digest: {digest}" in result.stdout
+    assert faults.errors_500 == 0
+    assert requests.head(f"{registry.url}/v2/hostile/upload/manifests/1", headers={
+        "Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=10
+        ).headers["Docker-Content-Digest"] == digest
+
+
+def test_debug_output_never_shows_secrets(basic_registry: Registry, rootless: Rootless,
+                                          store_root: Path, seed_image: SeedImage) -> None:
+    from tests.registry.conftest import USERS
+
+    ref = f"{basic_registry.host}/debug/busybox:1"
+    seed_image(store_root, ref)
+    rootless("login", "-u", "alice", "--password-stdin", basic_registry.host,
+             input=USERS["alice"])
+    result = rootless("--debug", "push", ref)
+    assert "PUT" in result.stderr  # requests are logged ...
+    import base64
+
+    secret = base64.b64encode(f"alice:{USERS['alice']}".encode()).decode()
+    for text in (USERS["alice"], secret, "_state="):
+        assert text not in result.stdout + result.stderr  # ... without credentials
