@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -60,6 +61,17 @@ EXPANDED_INSTRUCTIONS = ("ADD", "ARG", "COPY", "ENV", "EXPOSE", "FROM", "LABEL",
 """Keywords whose arguments Docker substitutes (RUN: only its --mount options)."""
 
 _SPECIAL_PARAMS = "@*#?-$!0"
+_PORT = re.compile(r"^[0-9]{1,5}(-[0-9]{1,5})?(/(tcp|udp|sctp))?$", re.IGNORECASE)
+_REALTIME_SIGNAL = re.compile(r"^RTMIN(\+[0-9]+)?$|^RTMAX(-[0-9]+)?$")
+
+
+def is_signal(name: str) -> bool:
+    """What Docker's signal.ParseSignal accepts: a number, or a name with or without SIG."""
+    if name.isdigit():
+        return int(name) > 0
+    bare = name.upper().removeprefix("SIG")
+    return f"SIG{bare}" in signal.Signals.__members__ or bool(_REALTIME_SIGNAL.match(bare)) \
+        or bare in ("CLD", "IOT", "POLL")
 
 
 class SubstitutionError(ValueError):
@@ -452,6 +464,10 @@ def expand_instruction(
                 ArgDecl(name=d.name, default=opt(d.default)) for d in instruction.args))
         case Expose():
             ports = tuple(p for word in instruction.ports for p in w(word).split())
+            for port in ports:
+                if not _PORT.match(port):
+                    raise DockerfileError(f"EXPOSE: invalid port {port!r}: expected "
+                                          "PORT[-PORT][/tcp|/udp|/sctp]", instruction.loc)
             return dataclasses.replace(instruction, ports=ports)
         case Volume():
             return dataclasses.replace(instruction,
@@ -461,7 +477,11 @@ def expand_instruction(
         case Workdir():
             return dataclasses.replace(instruction, path=w(instruction.path))
         case Stopsignal():
-            return dataclasses.replace(instruction, signal=w(instruction.signal))
+            signal_name = w(instruction.signal)
+            if not is_signal(signal_name):
+                raise DockerfileError(f"STOPSIGNAL: invalid signal {signal_name!r}",
+                                      instruction.loc)
+            return dataclasses.replace(instruction, signal=signal_name)
         case From():
             return dataclasses.replace(instruction, image=w(instruction.image),
                                        platform=opt(instruction.platform))

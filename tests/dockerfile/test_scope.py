@@ -170,3 +170,22 @@ def test_builtin_platform_args_reach_from() -> None:
     steps = expand_stage(df.stages[0], global_vars=scope, build_args={})
     assert isinstance(steps[1].instruction, Workdir)
     assert steps[1].instruction.path == "/amd64"
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("EXPOSE $P", "EXPOSE: invalid port 'http'"),
+    ("EXPOSE 80/tcpx", "EXPOSE: invalid port '80/tcpx'"),
+    ("STOPSIGNAL SIGNOPE", "STOPSIGNAL: invalid signal 'SIGNOPE'"),
+    ("STOPSIGNAL 0", "STOPSIGNAL: invalid signal '0'"),
+])
+def test_values_docker_checks_after_expansion(line: str, message: str) -> None:
+    instruction = parse(f"FROM x\n{line}\n").stages[0].instructions[0]
+    with pytest.raises(DockerfileError, match=message):
+        expand_instruction(instruction, {"P": "http"})
+
+
+@pytest.mark.parametrize("line", ["EXPOSE 80 443/udp 8000-8010/TCP 9/sctp", "STOPSIGNAL SIGTERM",
+                                  "STOPSIGNAL term", "STOPSIGNAL 9", "STOPSIGNAL SIGRTMIN+3"])
+def test_valid_ports_and_signals(line: str) -> None:
+    instruction = parse(f"FROM x\n{line}\n").stages[0].instructions[0]
+    assert expand_instruction(instruction, {}) == instruction
