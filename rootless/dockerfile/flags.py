@@ -182,7 +182,7 @@ _MOUNT_KEYS = {
     "cache": {"target", "source", "from", "readonly", "readwrite", "id", "sharing", "mode",
               "uid", "gid"},
     "tmpfs": {"target", "size"},
-    "secret": {"target", "id", "required", "mode", "uid", "gid", "env"},
+    "secret": {"target", "id", "source", "required", "mode", "uid", "gid", "env"},
     "ssh": {"target", "id", "required", "mode", "uid", "gid"},
 }
 _ALIASES = {"dst": "target", "destination": "target", "src": "source", "ro": "readonly",
@@ -238,10 +238,11 @@ def parse_mount(value: str, offset: int, error: ErrorAt) -> RunMount:
     mount_id: str | None = options.get("id")
     if mount_type in ("bind", "cache", "tmpfs") and not target:
         raise error(f"a {mount_type} mount requires a target (target=/path)", offset)
-    readonly = False
-    if mount_type == "bind":
-        readonly = not boolean("readwrite") if "readwrite" in options else True
-    if boolean("readonly") is not None:
+    # Read-only unless asked otherwise, except for the writable kinds (BuildKit's roAuto).
+    readonly = mount_type not in ("cache", "tmpfs")
+    if "readwrite" in options:
+        readonly = not boolean("readwrite")
+    if "readonly" in options:
         readonly = bool(boolean("readonly"))
     sharing = None
     if mount_type == "cache":
@@ -251,6 +252,9 @@ def parse_mount(value: str, offset: int, error: ErrorAt) -> RunMount:
                         offset)
         mount_id = mount_id or target
     if mount_type == "secret":
+        if mount_id and options.get("source"):
+            raise error("a secret mount takes an id or a source, not both", offset)
+        mount_id = mount_id or options.get("source")
         if not mount_id and target:
             mount_id = target.rstrip("/").rsplit("/", 1)[-1]
         if not mount_id:
