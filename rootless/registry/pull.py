@@ -31,6 +31,7 @@ from rootless.registry.platforms import (
     select_manifest,
 )
 from rootless.registry.progress import Progress, QuietProgress
+from rootless.registry.transport import about
 
 if TYPE_CHECKING:
     from rootless.store import Store, StoredImage
@@ -56,7 +57,10 @@ def pull_image(
     wanted = parse_platform(platform) if isinstance(platform, str) else platform
     progress = progress or QuietProgress()
     client = client or RegistryClient(reference.domain, session, tls_verify=tls_verify)
-    return _Puller(store, client, reference, wanted, progress).run()
+    try:
+        return _Puller(store, client, reference, wanted, progress).run()
+    except RegistryError as exc:
+        raise about(exc, reference.domain, reference.familiar) from None
 
 
 def pull_all_tags(

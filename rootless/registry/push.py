@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import requests
 
-from rootless.errors import ReferenceError_
+from rootless.errors import ReferenceError_, RegistryError
 from rootless.reference import ImageReference
 from rootless.registry.client import FOREIGN_LAYER_TYPES, Manifest, RegistryClient
 from rootless.registry.progress import Progress, QuietProgress
+from rootless.registry.transport import about
 
 if TYPE_CHECKING:
     from rootless.store import Store, StoredImage
@@ -51,6 +52,14 @@ def push_image(
     progress = progress or QuietProgress()
     image = store.resolve(source or str(reference))
     client = client or RegistryClient(reference.domain, session, tls_verify=tls_verify)
+    try:
+        return _push(store, image, reference, client, progress, chunk_size)
+    except RegistryError as exc:
+        raise about(exc, reference.domain, reference.familiar) from None
+
+
+def _push(store: Store, image: StoredImage, reference: ImageReference, client: RegistryClient,
+          progress: Progress, chunk_size: int | None) -> PushResult:
     subject = reference.familiar
     repo = reference.repository
     client.want(repo, "pull,push")

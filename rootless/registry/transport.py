@@ -255,6 +255,18 @@ class Transport:
                       resp.headers.get("ratelimit-limit", "?"))
 
 
+def about(exc: RegistryError, host: str, subject: str) -> RegistryError:
+    """The same error, naming the reference instead of only the host."""
+    message = exc.message
+    if message.startswith(f"{host}: "):
+        message = f"{subject}: {message[len(host) + 2:]}"
+    elif not message.startswith(subject):
+        message = f"{subject}: {message}"
+    if message == exc.message:
+        return exc
+    return type(exc)(message, status=exc.status, code=exc.code, url=exc.url, hint=exc.hint)
+
+
 def _without_query(url: str) -> str:
     # Upload URLs carry state tokens in the query: keep them out of logs.
     return url.split("?", 1)[0]
