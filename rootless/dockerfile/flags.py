@@ -7,13 +7,13 @@ use in ``instructions/parse.go`` and ``runmount.go``.
 from __future__ import annotations
 
 import csv
-import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
 from rootless.dockerfile.ir import RunMount
+from rootless.dockerfile.words import did_you_mean
 from rootless.errors import DockerfileSyntaxError
 
 ErrorAt = Callable[[str, int | None], DockerfileSyntaxError]
@@ -130,8 +130,7 @@ def check(keyword: str, flags: tuple[Flag, ...], error: ErrorAt) -> FlagValues:
     for flag in flags:
         kind = allowed.get(flag.name)
         if kind is None:
-            close = difflib.get_close_matches(flag.name, list(allowed), n=1, cutoff=0.6)
-            hint = f" (did you mean --{close[0]}?)" if close else ""
+            hint = did_you_mean(flag.name, allowed, prefix="--")
             raise error(f"unknown flag for {keyword}: --{flag.name}{hint}", flag.offset)
         if kind is Kind.MULTI:
             if flag.value is None:

@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from functools import cache
 
 from rootless.dockerfile.ir import Heredoc
-from rootless.dockerfile.words import json_array, split_words
+from rootless.dockerfile.words import HEREDOC_WORD, json_array, split_words
 from rootless.errors import DockerfileSyntaxError, Location
 
 _HEREDOC_INSTRUCTIONS = frozenset(("run", "copy", "add"))
-_HEREDOC_WORD = re.compile(r"^(\d*)<<(-?)([^<]*)$")
 _LEADING_TABS = re.compile(r"(?m)^\t+")
 
 
@@ -173,7 +172,7 @@ def heredoc_markers(text: str, escape: str = "\\") -> list[HeredocMarker]:
             return []
     markers = []
     for word in words[index:]:
-        match = _HEREDOC_WORD.match(word.text)
+        match = HEREDOC_WORD.match(word.text)
         if match is None or not match.group(3):
             continue
         quoted = match.group(3)

@@ -7,8 +7,6 @@ a Lark position is mapped back to the physical file through the logical line.
 
 from __future__ import annotations
 
-import difflib
-import re
 from functools import cache
 from importlib.resources import files
 
@@ -19,10 +17,8 @@ from rootless.dockerfile.directives import read_directives
 from rootless.dockerfile.ir import INSTRUCTION_NAMES, Arg, Dockerfile, From, Instruction, Stage
 from rootless.dockerfile.logical import LogicalLine, Scanned, physical_lines, scan
 from rootless.dockerfile.transform import to_instructions
+from rootless.dockerfile.words import BLANKS, did_you_mean
 from rootless.errors import DockerfileSyntaxError, Location
-
-# BuildKit splits the instruction name off at these (not at every Unicode space).
-_BLANKS = re.compile(r"[ \t\v\f\r]+")
 
 
 @cache
@@ -49,7 +45,7 @@ def _translate(exc: UnexpectedInput, scanned: Scanned) -> DockerfileSyntaxError:
     index = max(exc.line, 1) - 1
     line = scanned.lines[min(index, len(scanned.lines) - 1)]
     offset = max(exc.column, 1) - 1
-    name = _BLANKS.split(line.text[offset:].strip(" \t\v\f\r"), maxsplit=1)[0]
+    name = BLANKS.split(line.text[offset:].strip(" \t\v\f\r"), maxsplit=1)[0]
     if not name:
         return scanned.error("unexpected end of instruction", line, offset)
     return unknown_instruction(scanned, line, offset, name)
@@ -59,11 +55,8 @@ def unknown_instruction(
     scanned: Scanned, line: LogicalLine, offset: int, word: str
 ) -> DockerfileSyntaxError:
     name = word
-    close = difflib.get_close_matches(name.upper(), INSTRUCTION_NAMES, n=1, cutoff=0.6)
     shown = name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
-    message = f"unknown instruction: {shown}"
-    if close:
-        message += f" (did you mean {close[0]}?)"
+    message = f"unknown instruction: {shown}{did_you_mean(name.upper(), INSTRUCTION_NAMES)}"
     return scanned.error(message, line, offset)
 
 

@@ -10,7 +10,6 @@ separated words (FROM, EXPOSE) and one string (USER, WORKDIR, STOPSIGNAL, MAINTA
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,13 +45,10 @@ from rootless.dockerfile.ir import (
     Workdir,
 )
 from rootless.dockerfile.logical import LogicalLine, Scanned
-from rootless.dockerfile.words import json_array, split_words
+from rootless.dockerfile.words import BLANKS, HEREDOC_WORD, json_array, split_words
 from rootless.errors import DockerfileSyntaxError, Location
 
-# parseStringsWhitespaceDelimited: BuildKit splits these on ASCII blanks only.
-_BLANKS = re.compile(r"[ \t\v\f\r]+")
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*$")
-_HEREDOC_WORD = re.compile(r"^(\d*)<<(-?)([^<]*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +264,7 @@ def _name_values(p: _Parts) -> tuple[tuple[KeyValue, ...], bool]:
     if not words:
         raise p.error(f"{p.keyword} requires at least one argument")
     if "=" not in words[0].text:
-        parts = _BLANKS.split(p.args, maxsplit=1)
+        parts = BLANKS.split(p.args, maxsplit=1)
         if len(parts) < 2 or not parts[1]:
             raise p.error(f"{p.keyword} {parts[0]} needs a value: use {p.keyword} "
                           f"{parts[0]}=value", p.args_offset)
@@ -373,7 +369,7 @@ def _file_copy(cls: type[Add] | type[Copy]) -> Callable[[_Parts], Instruction]:
             raise p.error(f"{p.keyword} requires at least two arguments: the sources and "
                           "the destination", p.args_offset if p.args else None)
         *sources, dest = words
-        if argv is None and _HEREDOC_WORD.match(dest) and _heredoc_name(dest):
+        if argv is None and HEREDOC_WORD.match(dest) and _heredoc_name(dest):
             raise p.error(f"{p.keyword} cannot accept a heredoc as the destination",
                           p.args_offset + p.args.rfind(dest))
         heredoc_names = {h.name for h in p.line.heredocs}
@@ -398,7 +394,7 @@ def _file_copy(cls: type[Add] | type[Copy]) -> Callable[[_Parts], Instruction]:
 
 
 def _heredoc_name(word: str) -> str | None:
-    match = _HEREDOC_WORD.match(word)
+    match = HEREDOC_WORD.match(word)
     if match is None or not match.group(3):
         return None
     return match.group(3).strip("'\"")
@@ -453,11 +449,6 @@ BUILDERS: dict[str, Callable[[_Parts], Instruction]] = {
     "HEALTHCHECK": _healthcheck,
     "SHELL": _shell,
 }
-
-
-def suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def to_instructions(tree: Tree[Token], scanned: Scanned, escape: str) -> list[Instruction]:

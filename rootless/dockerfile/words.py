@@ -6,10 +6,25 @@ Words keep their quotes and escapes (removing them is part of expansion, see
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+BLANKS = re.compile(r"[ \t\v\f\r]+")
+"""What BuildKit splits an instruction name and blank-separated arguments at (ASCII
+blanks only, unlike quoted word splitting, which uses every Unicode space)."""
+
+HEREDOC_WORD = re.compile(r"^(\d*)<<(-?)([^<]*)$")
+"""A word that opens a here-document: optional fd, ``<<``, optional ``-``, the name."""
+
+
+def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
+    """`` (did you mean X?)`` for the closest choice, or "" when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 # Go's unicode.IsSpace, which BuildKit uses between words.
 _SPACE = frozenset(" \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
