@@ -50,6 +50,21 @@ def test_push_then_pull_into_an_empty_store_keeps_the_digest(
     assert f"Status: Image is up to date for {ref}" in second.stdout
 
 
+def test_imported_image_round_trips_through_the_registry(
+        registry: Registry, rootless: Rootless, tmp_path: Path, busybox_tar: Path,
+        rootless_at: Callable[[Path], Rootless]) -> None:
+    ref = f"{registry.host}/imported/busybox:1"
+    rootless("import", busybox_tar, ref)
+    local = json.loads(rootless("image", "inspect", ref).stdout)[0]
+    rootless("push", ref)
+    other = rootless_at(tmp_path / "other")
+    other("pull", ref)
+    pulled = json.loads(other("image", "inspect", ref).stdout)[0]
+    assert pulled["Id"] == local["Id"]
+    assert pulled["RepoDigests"] == local["RepoDigests"]
+    assert len(pulled["RepoDigests"]) == 1
+
+
 def test_pull_by_digest_and_quiet(registry: Registry, rootless: Rootless, store_root: Path,
                                   tmp_path: Path, rootless_at: Callable[[Path], Rootless],
                                   seed_image: SeedImage) -> None:
