@@ -276,7 +276,8 @@ def _glob_regex(pattern: str, escape: str) -> str:
             i += 1
             out.append(re.escape(pattern[i]))
         elif ch == "*":
-            out.append(".*")
+            if not out or out[-1] != ".*":  # "**" would only add backtracking
+                out.append(".*")
         elif ch == "?":
             out.append(".")
         elif ch == "[":
