@@ -91,7 +91,8 @@ def created_by(step: Step, config: Mapping[str, Any]) -> str:
                 flags.append(f"--chmod={instr.chmod}")
             if instr.link:
                 flags.append("--link")
-            words = [*flags, *instr.sources, instr.dest]
+            heredocs = [f"<<{h.name}" for h in instr.heredocs]
+            words = [*flags, *heredocs, *instr.sources, instr.dest]
             return f"{instr.keyword} {' '.join(words)} # buildkit"
         case ir.Cmd() | ir.Entrypoint():
             return f"{instr.keyword} {_go_quote_list(command_argv(instr.command, config))}"

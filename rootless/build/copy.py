@@ -54,6 +54,9 @@ class CopySource:
 
     path: Path
     rel: str
+    # When set, only these host paths below ``path`` are copied (the build
+    # context's .dockerignore has already decided; see BuildContext.walk_sorted).
+    only: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +232,8 @@ class _Copier:
             return  # sockets and devices are not copied (BuildKit skips them too)
         self.set_meta(target, st, False)
 
-    def copy_tree(self, src: Path, target: Path, rel: str) -> None:
+    def copy_tree(self, src: Path, target: Path, rel: str,
+                  only: frozenset[str] | None = None) -> None:
         """Copy the contents of directory ``src`` into directory ``target``."""
         dirs: list[tuple[Path, os.stat_result]] = []
         for dirpath, dirnames, filenames in os.walk(src):
@@ -242,6 +246,8 @@ class _Copier:
                 child_rel = posixpath.join(rel, sub.as_posix(), name)
                 if self.exclude and self.exclude.ignored(clean_path(child_rel)):
                     continue
+                if only is not None and str(child) not in only:
+                    continue
                 st = child.lstat()
                 if stat.S_ISLNK(st.st_mode):
                     self.copy_file(child, out_dir / name, st)
@@ -253,6 +259,8 @@ class _Copier:
             for name in sorted(filenames):
                 child_rel = posixpath.join(rel, sub.as_posix(), name)
                 if self.exclude and self.exclude.ignored(clean_path(child_rel)):
+                    continue
+                if only is not None and str(here / name) not in only:
                     continue
                 self.copy_file(here / name, out_dir / name)
         # Directory metadata last: writing into a directory changes its mtime.
@@ -311,7 +319,7 @@ def _copy_one(copier: _Copier, root: Path, source: CopySource, dest_inner: str,
             dest_inner = posixpath.join(dest_inner, posixpath.basename(clean_path(source.rel)))
         target = _mkdirs(root, dest_inner, created_owner, copier.lchown)
         # --exclude patterns inside a directory source are relative to it, as in BuildKit.
-        copier.copy_tree(source.path, target, "")
+        copier.copy_tree(source.path, target, "", source.only)
         if options.parents:
             copier.set_meta(target, st, False)
         return

@@ -17,7 +17,7 @@ import pickle
 import posixpath
 import stat
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -250,7 +250,7 @@ class Builder:
     # -- executing one step -------------------------------------------------------
 
     def _lowers(self, layers: tuple[LayerInfo, ...]) -> list[Path]:
-        from rootless.build.unpack import ensure_unpacked
+        from rootless.cowfs import ensure_unpacked
 
         return ensure_unpacked(self.store, layers)
 
@@ -258,7 +258,7 @@ class Builder:
         from rootless.build.run import remove_stubs
 
         lowers = self._lowers(state.layers)
-        with self.store.temp_dir("build-") as scratch:
+        with self.store.temp_dir("build-") as scratch, self._cleared_in_namespace(scratch):
             upper, work, target = scratch / "upper", scratch / "work", scratch / "rootfs"
             for d in (upper, work, target):
                 d.mkdir()
@@ -287,6 +287,17 @@ class Builder:
                 with open(tar_path, "rb") as f:
                     layer = self.store.put_layer(f)
         return cfgmod.apply_layer(state, step, layer, self.now())
+
+    @contextlib.contextmanager
+    def _cleared_in_namespace(self, scratch: Path) -> Iterator[None]:
+        """Empty ``scratch`` as the namespace's root on the way out: with the full
+        ID mapping the upper holds files of subordinate IDs we cannot delete."""
+        try:
+            yield
+        finally:
+            if self.mapping.mode == "full":
+                with contextlib.suppress(RootlessError):
+                    call_in_namespace(self.mapping, lambda: _clear_directory(scratch))
 
     # RUN ---------------------------------------------------------------------------
 
@@ -322,22 +333,27 @@ class Builder:
         sources: list[CopySource] = []
         urls: list[str] = []
         context_sources: list[str] = []
-        multiple = len(instr.sources) > 1
+        multiple = len(instr.sources) + len(heredocs) > 1
+        for heredoc in instr.heredocs:  # `COPY <<EOF /dest`: the body is the file
+            here_dir.mkdir(exist_ok=True)
+            path = here_dir / heredoc.name
+            path.write_text(heredoc.content)
+            path.chmod(0o644)
+            sources.append(CopySource(path, heredoc.name))
         for source in instr.sources:
             name = source.lstrip("<-").strip("'\"") if source.startswith("<<") else None
             if name is not None and name in heredocs:
-                here_dir.mkdir(exist_ok=True)
-                path = here_dir / name
-                path.write_text(heredocs[name].content)
-                path.chmod(0o644)
-                sources.append(CopySource(path, name))
+                continue
             elif isinstance(instr, ir.Add) and source.startswith(("http://", "https://")):
                 urls.append(source)
             elif from_lowers is None:
                 if any(ch in source for ch in "*?["):
                     multiple = True
                 for path in ctx.expand(source, instr.loc):
-                    sources.append(CopySource(path, ctx.rel_of(path)))
+                    only = None
+                    if ctx.ignore and path.is_dir() and not path.is_symlink():
+                        only = frozenset(str(p) for p in ctx.walk_sorted(path))
+                    sources.append(CopySource(path, ctx.rel_of(path), only))
                 context_sources.append(source)
             else:
                 if any(ch in source for ch in "*?["):
@@ -478,6 +494,16 @@ def _shown(instr: ir.Instruction) -> str:
     text = instr.original.strip() or instr.keyword
     first = text.split("\n", 1)[0]
     return first if len(first) <= 200 else first[:197] + "..."
+
+
+def _clear_directory(path: Path) -> None:
+    from rootless.fsutil import force_rmtree
+
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            force_rmtree(child)
+        else:
+            child.unlink()
 
 
 def _source_date_epoch() -> int | None:

@@ -1,0 +1,9 @@
+# USER then RUN: the command runs as that user (files it makes are its own).
+FROM busybox
+RUN mkdir -p /home/daemon && chown daemon:daemon /home/daemon
+USER daemon
+WORKDIR /home/daemon
+RUN id -u > uid.txt && id -g >> uid.txt && touch mine.txt
+USER root
+RUN stat -c '%u %n' /home/daemon/mine.txt >> /home/daemon/uid.txt
+CMD ["cat", "/home/daemon/uid.txt"]
