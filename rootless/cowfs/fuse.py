@@ -81,6 +81,20 @@ def _stat(st: os.stat_result, fmt: int, uid: int, gid: int, mode: int, rdev: int
     return result
 
 
+def _id_map(path: str) -> list[tuple[int, int]]:
+    """(first, count) of the IDs this namespace maps."""
+    ranges = []
+    with contextlib.suppress(OSError), open(path) as f:
+        for line in f:
+            inside, _, count = line.split()
+            ranges.append((int(inside), int(count)))
+    return ranges
+
+
+def _mapped(value: int, ranges: list[tuple[int, int]]) -> bool:
+    return any(first <= value < first + count for first, count in ranges)
+
+
 class CowFuse(fuse.Fuse):
     """fuse-python operations mapped onto a Union."""
 
@@ -92,6 +106,8 @@ class CowFuse(fuse.Fuse):
         self.ready_fd = ready_fd
         self.multithreaded = False
         self.lower_handles: dict[str, list[_Handle]] = {}
+        self.uid_map = _id_map("/proc/self/uid_map")
+        self.gid_map = _id_map("/proc/self/gid_map")
         self.utimens_patch: _LibfuseUtimens | None = None
 
     # -- life cycle --------------------------------------------------------------------
@@ -109,7 +125,11 @@ class CowFuse(fuse.Fuse):
     def getattr(self, path: str) -> fuse.Stat:
         entry = self.union.get(path)
         shown = self.union.shown(entry)
-        return _stat(entry.st, shown.fmt, shown.uid, shown.gid, shown.mode, shown.rdev)
+        # An owner this namespace does not map would reach the kernel as "nobody", whom
+        # even root may not override: show root instead (the record keeps the real one).
+        uid = shown.uid if _mapped(shown.uid, self.uid_map) else 0
+        gid = shown.gid if _mapped(shown.gid, self.gid_map) else 0
+        return _stat(entry.st, shown.fmt, uid, gid, shown.mode, shown.rdev)
 
     def fgetattr(self, path: str, fh: _Handle) -> fuse.Stat:
         return self.getattr(path)

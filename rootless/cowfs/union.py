@@ -407,15 +407,9 @@ class Union:
         old = read_override(real)
         uid, gid = owner if owner is not None else (
             (old.uid, old.gid) if old else (st.st_uid, st.st_gid))
-        on_disk = True
-        if (uid, gid) != (st.st_uid, st.st_gid):
-            on_disk = False
-            if self.privileged:
-                try:
-                    os.lchown(real, uid, gid)
-                    on_disk = True
-                except OSError:
-                    pass
+        # Other owners live in the record, never on disk: a file owned by a subordinate
+        # ID could not be read by a diff, nor removed, outside the namespace.
+        on_disk = (uid, gid) == (st.st_uid, st.st_gid)
         disk_mode = owner_writable_mode(mode, kind == stat.S_IFDIR)
         os.chmod(real, disk_mode)
         kind_text = old.kind if old else None

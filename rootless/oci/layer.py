@@ -148,7 +148,11 @@ def presented(path: Path | str, st: os.stat_result) -> Presented:
     if device is not None and fmt == stat.S_IFREG:
         return Presented(device[0], override.uid, override.gid, override.mode,
                          os.makedev(device[1], device[2]))
-    return Presented(fmt, override.uid, override.gid, override.mode, st.st_rdev)
+    mode = override.mode
+    disk_mode = stat.S_IMODE(st.st_mode)
+    if disk_mode != owner_writable_mode(mode, fmt == stat.S_IFDIR):
+        mode = disk_mode  # changed on disk by a driver that does not know overrides
+    return Presented(fmt, override.uid, override.gid, mode, st.st_rdev)
 
 
 def _namespace_id(on_disk: int, own: int) -> int:
@@ -285,7 +289,6 @@ class _Extractor:
     def __init__(self, dest: Path, label: str) -> None:
         self.dest = dest
         self.label = label
-        self.privileged = os.geteuid() == 0
         self.dir_times: list[tuple[str, int]] = []
         self.seen: set[str] = set()
 
@@ -333,13 +336,19 @@ class _Extractor:
         base = rel.rsplit("/", 1)[-1]
         if base == OPAQUE_NAME:
             make_opaque(parent)
+            # Whiteouts beside an opaque marker are redundant, and kernel overlayfs
+            # would show them in a directory that only one layer provides.
+            for entry in os.scandir(parent):
+                if not entry.is_dir(follow_symlinks=False) and is_whiteout(
+                        entry.stat(follow_symlinks=False)):
+                    os.unlink(entry.path)
             return
         if base.startswith(WHITEOUT_PREFIX):
             hidden = base[len(WHITEOUT_PREFIX):]
             if hidden in ("", ".", ".."):
                 raise self.refuse(member, "whiteout of nothing")
             target = os.path.join(parent, hidden)
-            if not os.path.lexists(target):
+            if not os.path.lexists(target) and not is_opaque(parent):
                 make_whiteout(target)
             return
         path = os.path.join(parent, base)
@@ -417,20 +426,11 @@ class _Extractor:
         mode = member.mode & 0o7777
         uid, gid = member.uid, member.gid
         if member.issym():
-            if self.privileged:
-                with contextlib.suppress(OSError):
-                    os.lchown(path, uid, gid)
-            self.set_times(path, member)
+            self.set_times(path, member)  # symlinks hold no xattrs: their owner is lost
             return
-        owned = False
-        if self.privileged:
-            try:
-                os.lchown(path, uid, gid)
-                owned = True
-            except OSError:
-                pass
-        else:
-            owned = uid == 0 and gid == 0
+        # Other owners are recorded, not set: files owned by subordinate IDs could
+        # not be read, nor deleted, outside a user namespace.
+        owned = uid == 0 and gid == 0
         disk_mode = owner_writable_mode(mode, is_dir)
         os.chmod(path, disk_mode)
         if not owned or disk_mode != mode:

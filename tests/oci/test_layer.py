@@ -76,6 +76,12 @@ def test_whiteouts_become_overlay_form(tmp_path: Path) -> None:
     assert not any(name.startswith(".wh.") for _, _, files in os.walk(dest) for name in files)
 
 
+def test_whiteouts_in_an_opaque_directory_are_dropped(tmp_path: Path) -> None:
+    # kernel overlayfs would show them where only this layer provides the directory
+    dest = _extract(tmp_path, _tar(("d/.wh.a", b""), ("d/.wh..wh..opq", b""), ("d/.wh.b", b"")))
+    assert is_opaque(dest / "d") and os.listdir(dest / "d") == []
+
+
 def test_whiteout_in_missing_parent_creates_it(tmp_path: Path) -> None:
     dest = _extract(tmp_path, _tar(("a/b/.wh.c", b"")))
     assert (dest / "a/b").is_dir()
@@ -247,8 +253,10 @@ def test_diff_limited_to_changed_paths(tmp_path: Path) -> None:
 
 
 def test_round_trip_extract_diff_extract(tmp_path: Path) -> None:
+    upper = _upper(tmp_path)
+    os.unlink(upper / "var/lib/old")  # beside an opaque marker a whiteout is redundant
     out = io.BytesIO()
-    diff(_upper(tmp_path), out, epoch=5)
+    diff(upper, out, epoch=5)
     again = _extract(tmp_path, out.getvalue(), name="again")
     assert is_whiteout(os.lstat(again / "etc/shadow"))
     assert os.getxattr(again / "var/lib", OPAQUE_XATTR) == b"y"

@@ -1,0 +1,245 @@
+"""POSIX semantics through a real mount, for every driver this machine supports.
+
+Each test runs its scenario as mapped root in a fresh user + mount namespace
+(the situation of the sandbox), mounts the three test layers + an empty upper
+and checks what a container would see, then what the upper holds.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import mmap
+import os
+import shutil
+import stat
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rootless.cowfs import mount_rootfs
+from rootless.oci.layer import diff
+from tests.cowfs.conftest import EXPECTED, Stack, in_namespace
+
+Scenario = Callable[[Path], object]
+
+
+def _run(stack: Stack, driver: str, scenario: Scenario, mapping: str = "single") -> object:
+    def inside() -> object:
+        with mount_rootfs(stack.lowers, stack.upper, stack.work, stack.target, driver) as h:
+            result = scenario(stack.target)
+            os.sync()
+        assert not os.listdir(stack.target) or driver != "vfs"
+        return result, h.changes()
+    return in_namespace(inside, mapping=mapping)
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    found: dict[str, bytes | None] = {}
+    for dirpath, dirs, files in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        prefix = "" if rel == "." else rel + "/"
+        for d in dirs:
+            found[prefix + d] = None
+        for f in files:
+            found[prefix + f] = Path(dirpath, f).read_bytes()
+    return found
+
+
+def _move(src: Path, dst: Path) -> None:
+    try:
+        os.rename(src, dst)
+    except OSError as exc:  # kernel overlayfs: EXDEV for merged dirs, as `mv` handles
+        if exc.errno != errno.EXDEV:
+            raise
+        shutil.move(str(src), str(dst))
+
+
+def test_union_view_applies_the_whiteout_matrix(stack: Stack, driver: str) -> None:
+    tree, _ = _run(stack, driver, _tree)  # type: ignore[misc]
+    assert tree == EXPECTED
+
+
+def test_open_lower_readonly_then_write_through_another_fd(stack: Stack, driver: str) -> None:
+    def scenario(root: Path) -> bytes:
+        with open(root / "a", "rb") as reader:
+            with open(root / "a", "r+b") as writer:
+                writer.write(b"A2")
+            return reader.read()
+    got, _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert got == b"A2"
+    assert (stack.upper / "a").read_bytes() == b"A2"
+
+
+def test_rename_lower_directory_with_files(stack: Stack, driver: str) -> None:
+    def scenario(root: Path) -> tuple[bool, dict[str, bytes | None]]:
+        _move(root / "dir", root / "moved")
+        return (root / "dir").exists(), _tree(root / "moved")
+    (old_exists, moved), changes = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert not old_exists
+    assert moved == {"x": b"x", "sub": None}
+
+
+def test_delete_and_recreate_directory(stack: Stack, driver: str) -> None:
+    def scenario(root: Path) -> list[str]:
+        shutil.rmtree(root / "dir")
+        (root / "dir").mkdir()
+        (root / "dir" / "fresh").write_text("f")
+        return sorted(os.listdir(root / "dir"))
+    listing, _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert listing == ["fresh"]
+
+
+def test_whiteout_then_recreate_file(stack: Stack, driver: str) -> None:
+    def scenario(root: Path) -> tuple[bool, bytes]:
+        os.unlink(root / "a")
+        gone = not (root / "a").exists()
+        (root / "a").write_bytes(b"again")
+        return gone, (root / "a").read_bytes()
+    (gone, data), _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert gone and data == b"again"
+
+
+def test_chmod_of_lower_dir(stack: Stack, driver: str) -> None:
+    def scenario(root: Path) -> tuple[int, list[str]]:
+        os.chmod(root / "dir", 0o700)
+        return stat.S_IMODE(os.stat(root / "dir").st_mode), sorted(os.listdir(root / "dir"))
+    (mode, listing), _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert mode == 0o700 and listing == ["sub", "x"]
+
+
+def test_hard_link_to_lower_file_then_write_either_name(stack: Stack, driver: str) -> None:
+    def scenario(root: Path) -> tuple[bytes, bytes, int, bool]:
+        os.link(root / "keep", root / "keep2")
+        with open(root / "keep2", "ab") as f:
+            f.write(b"+2")
+        with open(root / "keep", "ab") as f:
+            f.write(b"+1")
+        a, b = os.stat(root / "keep"), os.stat(root / "keep2")
+        return ((root / "keep").read_bytes(), (root / "keep2").read_bytes(), a.st_nlink,
+                a.st_ino == b.st_ino)
+    (one, two, nlink, same), _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert one == two == b"keep+2+1"
+    assert nlink == 2
+    assert same or driver == "overlay"  # overlayfs keeps the lower inode number on copy-up
+
+
+@pytest.mark.parametrize("mapping", ["single", "full"])
+def test_presented_owner_survives_copy_up(stack: Stack, driver: str, mapping: str) -> None:
+    if mapping == "full":
+        from rootless.sandbox.userns import IdMapping
+        if not isinstance(IdMapping.full_or_reason(), IdMapping):
+            pytest.skip("no subordinate IDs for the full mapping")
+    def scenario(root: Path) -> tuple[int, int]:
+        shown = os.stat(root / "owned")
+        os.chmod(root / "owned", 0o600)  # copy-up must keep the recorded owner
+        return shown.st_uid, stat.S_IMODE(shown.st_mode)
+    (uid, mode), _ = _run(stack, driver, scenario, mapping)  # type: ignore[misc]
+    if driver == "fuse":  # the kernel drivers show what the disk holds
+        # `ls -l` shows the image's owner where the namespace maps it, root otherwise
+        assert (uid, mode) == (1000 if mapping == "full" else 0, 0o640)
+    out = io.BytesIO()
+    diff(stack.upper, out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        member = tar.getmember("owned")
+    assert (member.uid, member.gid, member.mode) == (1000, 1000, 0o600)
+
+
+def test_special_files_xattrs_and_statfs(stack: Stack, driver: str) -> None:
+    def scenario(root: Path) -> dict[str, object]:
+        os.symlink("a", root / "sym")
+        os.mkfifo(root / "fifo")
+        os.setxattr(root / "a", "user.note", b"text/plain")
+        with open(root / "log", "ab") as f:
+            f.write(b"1")
+        with open(root / "log", "ab") as f:
+            f.write(b"2")
+            f.flush()
+            os.fsync(f.fileno())
+        return {"sym": os.readlink(root / "sym"),
+                "fifo": stat.S_ISFIFO(os.lstat(root / "fifo").st_mode),
+                "xattr": os.getxattr(root / "a", "user.note"),
+                "log": (root / "log").read_bytes(),
+                "statfs": os.statvfs(root).f_bsize > 0}
+    got, _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert got == {"sym": "a", "fifo": True, "xattr": b"text/plain", "log": b"12",
+                   "statfs": True}
+
+
+def test_mmap_sparse_and_large_files(stack: Stack, driver: str) -> None:
+    def scenario(root: Path) -> tuple[bytes, int, bytes]:
+        with open(root / "mapped", "w+b") as f:
+            f.truncate(8192)
+            with mmap.mmap(f.fileno(), 8192) as m:
+                m[4096:4101] = b"hello"
+                m.flush()
+        mapped = (root / "mapped").read_bytes()[4096:4101]
+        big = root / "big"
+        with open(big, "wb") as f:
+            f.truncate(5 << 30)          # > 4 GiB, sparse
+            f.seek((9 << 29) + 3)
+            f.write(b"tail")
+        with open(big, "rb") as f:
+            f.seek((9 << 29) + 3)
+            tail = f.read(4)
+        return mapped, os.stat(big).st_size, tail
+    (mapped, size, tail), _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert mapped == b"hello" and size == 5 << 30 and tail == b"tail"
+    assert os.stat(stack.upper / "big").st_blocks * 512 < 1 << 20  # still sparse
+
+
+def test_timestamps_utime_omit_and_after_2038(stack: Stack, driver: str) -> None:
+    later = 2**31 + 12345  # after 2038
+    def scenario(root: Path) -> tuple[int, int, int]:
+        os.utime(root / "a", ns=(1_000_000_000, 2_000_000_000))
+        before = os.stat(root / "a")
+        # UTIME_OMIT for atime, as `touch -m` does
+        os.system(f"touch -m -d @{later} {root / 'a'}")
+        after = os.stat(root / "a")
+        return before.st_atime_ns, after.st_atime_ns, after.st_mtime_ns
+    (atime_before, atime_after, mtime), _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert atime_after == atime_before == 1_000_000_000
+    assert mtime == later * 1_000_000_000
+    assert os.stat(stack.upper / "a").st_mtime_ns == later * 1_000_000_000
+
+
+def test_nanosecond_timestamps(stack: Stack, driver: str) -> None:
+    if driver == "fuse":
+        pytest.xfail("fuse-python 1.0.9's getattr passes whole seconds to the kernel")
+    def scenario(root: Path) -> int:
+        os.utime(root / "a", ns=(1_700_000_000_123_456_789,) * 2)
+        return os.stat(root / "a").st_mtime_ns
+    got, _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert got == 1_700_000_000_123_456_789
+
+
+def test_large_directory_listing_is_complete(stack: Stack, driver: str) -> None:
+    def scenario(root: Path) -> tuple[int, int]:
+        (root / "many").mkdir()
+        for i in range(3000):
+            (root / "many" / f"f{i:05d}").write_bytes(b"")
+        names = os.listdir(root / "many")
+        return len(names), len(set(names))
+    (count, unique), _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert count == unique == 3000
+
+
+def test_diff_of_upper_has_exactly_the_changes(stack: Stack, driver: str) -> None:
+    def scenario(root: Path) -> None:
+        with open(root / "dir" / "x", "ab") as f:
+            f.write(b"!")
+        os.unlink(root / "keep")
+        (root / "n").mkdir()
+        (root / "n" / "f").write_bytes(b"f")
+    _, changes = _run(stack, driver, scenario)  # type: ignore[misc]
+    out = io.BytesIO()
+    diff(stack.upper, out, paths=changes.paths() if changes else None)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        names = tar.getnames()
+        assert tar.extractfile("dir/x").read() == b"x!"  # type: ignore[union-attr]
+    assert names == ["dir", "dir/x", ".wh.keep", "n", "n/f"]
+    if changes is not None:
+        for path in ("dir/x", "keep", "n/f"):  # itself, or a whole new directory above it
+            assert any(path == c or path.startswith(c + "/") for c in changes.paths())
