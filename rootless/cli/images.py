@@ -16,7 +16,7 @@ from rootless.errors import RootlessError, StoreConflict, UsageError
 
 if TYPE_CHECKING:
     from rootless.cli import GlobalOptions
-    from rootless.store import Store, StoredImage
+    from rootless.store import GcReport, Store, StoredImage
 
 Subparsers = argparse._SubParsersAction
 
@@ -409,7 +409,9 @@ def remove_images(opts: GlobalOptions, args: argparse.Namespace) -> int:
             if err.hint:
                 print(f"hint: {err.hint}", file=sys.stderr)
     if not args.no_prune:
-        store.gc()
+        # Never wait here for a pull or build in progress: its leftovers
+        # are collected by a later rmi or prune.
+        store.gc(wait=False)
     return 1 if failed else 0
 
 
@@ -427,6 +429,16 @@ def prune_unused_images(store: Store, all_unused: bool) -> list[str]:
     return lines
 
 
+def collect_garbage(store: Store) -> GcReport:
+    """gc(), saying so when it has to wait for a pull or build to finish storing."""
+    report = store.gc(wait=False)
+    if report.skipped:
+        print("waiting for another rootless process to finish storing images...",
+              file=sys.stderr, flush=True)
+        report = store.gc()
+    return report
+
+
 def prune_images(opts: GlobalOptions, args: argparse.Namespace) -> int:
     from rootless.cli.output import human_size
 
@@ -437,7 +449,7 @@ def prune_images(opts: GlobalOptions, args: argparse.Namespace) -> int:
         return 0
     store = open_store(opts)
     lines = prune_unused_images(store, args.all)
-    report = store.gc()
+    report = collect_garbage(store)
     if lines:
         print("Deleted Images:")
         print("\n".join(lines))

@@ -162,7 +162,7 @@ def disk_usage(opts: GlobalOptions, args: argparse.Namespace) -> int:
 
 
 def prune_system(opts: GlobalOptions, args: argparse.Namespace) -> int:
-    from rootless.cli.images import confirm, open_store, prune_unused_images
+    from rootless.cli.images import collect_garbage, confirm, open_store, prune_unused_images
     from rootless.cli.output import human_size
     from rootless.fsutil import force_rmtree, tree_size
 
@@ -192,7 +192,7 @@ def prune_system(opts: GlobalOptions, args: argparse.Namespace) -> int:
     if store.buildcache_dir.exists():
         keep = {str(d) for image in store.images() for d in image.diff_ids}
         reclaimed += _prune_build_cache(store, keep, everything=args.all)
-    report = store.gc()
+    report = collect_garbage(store)
     reclaimed += report.reclaimed
     if removed_containers:
         print("Deleted Containers:")

@@ -152,12 +152,18 @@ class Store:
                 self._lease_fd = None
 
     @contextlib.contextmanager
-    def _gc_lock(self) -> Iterator[None]:
+    def _gc_lock(self, wait: bool = True) -> Iterator[bool]:
+        """Hold gc.lock exclusively, then the store lock; yields False (holding
+        nothing) when ``wait`` is False and a lease is open."""
         fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
             with self.lock():
-                yield
+                yield True
         finally:
             os.close(fd)
 
@@ -276,6 +282,8 @@ class Store:
         Idempotent; atomic (one index.json rename).
         """
         manifest = Manifest.parse(manifest_bytes, media_type)
+        # Only tags name images in index.json; a digest is the manifest's own.
+        tags = [t.with_tag(t.tag) for t in tags if t.tag is not None]
         with self.lease():
             config_bytes = self.read_blob(manifest.config.digest) \
                 if self.has_blob(manifest.config.digest) else None
@@ -364,15 +372,18 @@ class Store:
             entries = [e for e in self._read_index() if e.digest != image.manifest_digest]
             self._write_index(entries)
 
-    def gc(self) -> GcReport:
+    def gc(self, *, wait: bool = True) -> GcReport:
         """Delete blobs, unpacked layers and abandoned temp files no image needs.
 
-        Waits for open leases. Safe to run at any time; a killed gc leaves at
-        worst some garbage for the next one.
+        Waits for open leases (a pull or build storing blobs), or with
+        ``wait=False`` does nothing then (``report.skipped``). Safe to run at
+        any time; a killed gc leaves at worst some garbage for the next one.
         """
         if self._lease_depth > 0:
             raise StoreError("gc() called while holding a lease on the same store")
-        with self._gc_lock():
+        with self._gc_lock(wait) as locked:
+            if not locked:
+                return GcReport(skipped=True)
             keep, keep_layers = self._gc_roots()
             report = GcReport()
             sweep_temp(self.tmp_dir, report)
@@ -388,7 +399,9 @@ class Store:
         """
         if not digests or self._lease_depth > 0:
             return
-        with self._gc_lock():
+        with self._gc_lock(wait=False) as locked:
+            if not locked:
+                return  # a lease is open; the next gc() takes these back
             keep, _layers = self._gc_roots()
             for digest in digests - keep:
                 with contextlib.suppress(FileNotFoundError):

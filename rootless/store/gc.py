@@ -27,6 +27,7 @@ class GcReport:
     layer_dirs: list[Digest] = field(default_factory=list)
     temp_entries: int = 0
     reclaimed: int = 0
+    skipped: bool = False  # another process held a lease; nothing was collected
 
 
 def reachable_blobs(read_blob: Callable[[Digest], bytes], roots: list[Digest]) -> set[Digest]:

@@ -246,3 +246,22 @@ def test_lock_is_reentrant_and_lease_blocks_nothing_else(store: Store) -> None:
         store.put_blob(b"x")
     with store.lease(), pytest.raises(StoreError, match="lease"):
         store.gc()
+
+
+def test_gc_does_not_collect_under_an_open_lease(tmp_path: Path) -> None:
+    writer = Store.open(tmp_path / "s")
+    collector = Store.open(tmp_path / "s")  # another process, as far as flock is concerned
+    with writer.lease():
+        desc = writer.put_blob(b"not referenced yet")
+        assert collector.gc(wait=False).skipped
+        assert writer.has_blob(desc.digest)
+    report = collector.gc(wait=False)
+    assert not report.skipped and report.blobs == [desc.digest]
+
+
+def test_digest_references_are_not_tags(store: Store) -> None:
+    layer = store.put_layer(io.BytesIO(small_tar({"f": b"1"})))
+    image = commit(store, [layer], [])
+    by_digest = ref(f"app:1@{image.manifest_digest}")
+    tagged = store.add_manifest(image.manifest_bytes, [by_digest, ref(f"x@{image.manifest_digest}")])
+    assert tagged.tags == (ref("app:1"),)
