@@ -263,5 +263,6 @@ def test_digest_references_are_not_tags(store: Store) -> None:
     layer = store.put_layer(io.BytesIO(small_tar({"f": b"1"})))
     image = commit(store, [layer], [])
     by_digest = ref(f"app:1@{image.manifest_digest}")
-    tagged = store.add_manifest(image.manifest_bytes, [by_digest, ref(f"x@{image.manifest_digest}")])
+    digest_only = ref(f"x@{image.manifest_digest}")
+    tagged = store.add_manifest(image.manifest_bytes, [by_digest, digest_only])
     assert tagged.tags == (ref("app:1"),)
