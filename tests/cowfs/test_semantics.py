@@ -77,7 +77,7 @@ def test_rename_lower_directory_with_files(stack: Stack, driver: str) -> None:
     def scenario(root: Path) -> tuple[bool, dict[str, bytes | None]]:
         _move(root / "dir", root / "moved")
         return (root / "dir").exists(), _tree(root / "moved")
-    (old_exists, moved), changes = _run(stack, driver, scenario)  # type: ignore[misc]
+    (old_exists, moved), _ = _run(stack, driver, scenario)  # type: ignore[misc]
     assert not old_exists
     assert moved == {"x": b"x", "sub": None}
 

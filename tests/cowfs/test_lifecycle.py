@@ -1,0 +1,162 @@
+"""Mount life cycle: SIGKILL of the owner, a crashing FUSE server, driver choice, unpacking."""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from rootless.cowfs import ensure_unpacked, mount_rootfs, select_driver
+from rootless.cowfs.driver import unavailable
+from rootless.errors import CowfsError, LayerError
+from tests.cowfs.conftest import Stack, in_namespace
+
+needs_fuse = pytest.mark.skipif(unavailable("fuse") is not None, reason="FUSE is not usable")
+
+OWNER = """
+import os, sys
+from pathlib import Path
+from rootless.sandbox.userns import IdMapping, run_in_userns
+from rootless.cowfs import mount_rootfs
+lowers, upper, work, target = [Path(p) for p in sys.argv[1:5]]
+def owner():
+    handle = mount_rootfs([lowers], upper, work, target, "fuse")
+    print(os.getpid(), handle.pid, flush=True)
+    sys.stdin.read()  # until killed
+sys.exit(run_in_userns(owner, IdMapping.single()))
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _wait_gone(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _gone(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@needs_fuse
+def test_sigkill_of_owner_takes_the_fuse_server_and_mount_down(stack: Stack) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(stack.lowers[0]), str(stack.upper), str(stack.work),
+         str(stack.target)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert proc.stdout is not None
+        owner, server = (int(x) for x in proc.stdout.readline().split())
+        assert not _gone(server)
+        os.kill(owner, signal.SIGKILL)
+        assert _wait_gone(server), "the FUSE server outlived its owner"
+        assert proc.wait(timeout=10) != 0
+    finally:
+        proc.kill()
+        proc.wait()
+    # The mount lived in the dead namespace only: from here the target is a plain dir.
+    assert os.listdir(stack.target) == []
+    with open("/proc/self/mountinfo") as f:
+        assert str(stack.target) not in f.read()
+
+
+@needs_fuse
+def test_dead_fuse_server_is_an_error_not_a_hang(stack: Stack) -> None:
+    def inside() -> tuple[int, str]:
+        handle = mount_rootfs(stack.lowers, stack.upper, stack.work, stack.target, "fuse")
+        os.kill(handle.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+        os.waitpid(handle.pid, 0)  # type: ignore[attr-defined]
+        try:
+            os.stat(stack.target / "a")
+            code = 0
+        except OSError as exc:
+            code = exc.errno or 0
+        try:
+            handle.changes()
+            message = ""
+        except CowfsError as exc:
+            message = str(exc)
+        handle.unmount()
+        return code, message
+    code, message = in_namespace(inside, timeout=30)
+    assert code in (errno.ENOTCONN, errno.EIO)
+    assert "FUSE server" in message
+
+
+def test_select_driver_auto_names_a_driver_and_why() -> None:
+    choice = select_driver("auto")
+    assert choice.name in ("overlay", "fuse", "vfs")
+    assert choice.reason
+    assert select_driver("vfs").name == "vfs"
+
+
+def test_unknown_driver_is_a_user_error() -> None:
+    with pytest.raises(CowfsError, match="unknown storage driver"):
+        select_driver("btrfs")
+
+
+@needs_fuse
+def test_fuse_mount_needs_no_fusermount(stack: Stack, tmp_path: Path) -> None:
+    def inside() -> str:
+        os.environ["PATH"] = str(tmp_path)  # no fusermount reachable
+        with mount_rootfs(stack.lowers, stack.upper, stack.work, stack.target, "fuse"):
+            return (stack.target / "a").read_text()
+    assert in_namespace(inside) == "a1"
+
+
+@dataclass
+class _Store:
+    root: Path
+
+    def layer_dir(self, diff_id: str) -> Path:
+        return self.root / "layers" / "sha256" / diff_id.split(":", 1)[1]
+
+    def blob_path(self, digest: str) -> Path:
+        return self.root / "blobs" / "sha256" / digest.split(":", 1)[1]
+
+
+@dataclass
+class _Layer:
+    digest: str
+    diff_id: str
+
+
+def _blob(store: _Store, name: str, data: bytes) -> _Layer:
+    path = store.blob_path(f"sha256:{name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return _Layer(f"sha256:{name}", f"sha256:d{name}")
+
+
+def test_ensure_unpacked_extracts_once_and_atomically(tmp_path: Path) -> None:
+    store = _Store(tmp_path)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("hello")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    good = _blob(store, "aa", gzip.compress(buf.getvalue()))
+    bad = _blob(store, "bb", gzip.compress(buf.getvalue())[:40])
+    [path] = ensure_unpacked(store, [good])
+    assert (path / "hello").read_bytes() == b"hi"
+    assert ensure_unpacked(store, [good]) == [path]
+    with pytest.raises(LayerError, match="sha256:bb"):
+        ensure_unpacked(store, [bad])
+    assert not store.layer_dir(bad.diff_id).exists()
+    assert os.listdir(tmp_path / "tmp") == []
