@@ -221,6 +221,21 @@ class TokenServer:
                         return
                     user = name
                 scopes = [s for value in query.get("scope", []) for s in value.split(" ")]
+                self._issue(user, scopes)
+
+            def do_POST(self) -> None:
+                # OAuth2 refresh-token grant: how identity tokens (docker login SSO) are used.
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode())
+                refresh = form.get("refresh_token", [""])[0]
+                user = refresh.removeprefix("refresh-")
+                if form.get("grant_type") != ["refresh_token"] or user not in outer.users:
+                    self._send(401, {"details": "invalid refresh token"})
+                    return
+                scopes = [s for value in form.get("scope", []) for s in value.split(" ")]
+                self._issue(user, scopes)
+
+            def _issue(self, user: str | None, scopes: list[str]) -> None:
                 outer.requests.append((user, scopes))
                 now = int(time.time())
                 access = [g for g in (outer.grant(user, s) for s in scopes) if g]

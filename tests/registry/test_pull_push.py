@@ -338,3 +338,16 @@ def test_cross_repository_mount(registry: Registry, rootless: Rootless, store_ro
     store.tag(store.resolve(first), ImageReference.parse(second))
     out = rootless("push", second).stdout
     assert out.count("Mounted from mount/source") == 3  # 2 layers + config
+
+
+def test_identity_token_from_config_json(token_registry: Registry, token_server: TokenServer,
+                                         rootless: Rootless, store_root: Path,
+                                         seed_image: SeedImage, isolated_config: Path) -> None:
+    isolated_config.mkdir(parents=True, exist_ok=True)
+    (isolated_config / "config.json").write_text(json.dumps(
+        {"auths": {token_registry.host: {"identitytoken": "refresh-alice"}}}))
+    ref = f"{token_registry.host}/sso/busybox:1"
+    digest = seed_image(store_root, ref)
+    token_server.requests.clear()
+    assert f"1: digest: {digest}" in rootless("push", ref).stdout
+    assert token_server.requests == [("alice", ["repository:sso/busybox:pull,push"])]
