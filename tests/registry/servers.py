@@ -80,8 +80,8 @@ class Registry:
             self.proc.wait()
 
 
-def start_registry(workdir: Path, auth: str = "", tls: tuple[Path, Path] | None = None
-                   ) -> Registry:
+def start_registry(workdir: Path, auth: str = "", tls: tuple[Path, Path] | None = None,
+                   extra: str = "") -> Registry:
     """Start Debian's docker-registry on a free 127.0.0.1 port, storage in ``workdir``."""
     binary = shutil.which("docker-registry")
     if binary is None:
@@ -98,7 +98,7 @@ def start_registry(workdir: Path, auth: str = "", tls: tuple[Path, Path] | None 
         f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n"
         "  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n  secret: rootless-test-secret\n{tls_block}"
-        + auth
+        + auth + extra
     )
     with open(workdir / "registry.log", "wb") as log:
         proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)

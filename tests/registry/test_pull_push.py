@@ -351,3 +351,54 @@ def test_identity_token_from_config_json(token_registry: Registry, token_server:
     token_server.requests.clear()
     assert f"1: digest: {digest}" in rootless("push", ref).stdout
     assert token_server.requests == [("alice", ["repository:sso/busybox:pull,push"])]
+
+
+def test_foreign_layer_is_fetched_from_its_url_and_not_pushed(
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, store_root: Path,
+        seed_image: SeedImage, rootless: Rootless,
+        rootless_at: Callable[[Path], Rootless]) -> None:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from rootless.reference import ImageReference
+    from rootless.store import Store
+    from tests.registry.servers import start_registry
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    files = tmp_path / "cdn"
+    files.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 functools.partial(Quiet, directory=str(files)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    registry = start_registry(tmp_path_factory.mktemp("registry-foreign"), extra=(
+        "validation:\n  manifests:\n    urls:\n      allow:\n        - ^http://127\\.0\\.0\\.1\n"))
+    try:
+        ref = f"{registry.host}/foreign/busybox:1"
+        seed_image(store_root, ref, extra_layers=1)
+        store = Store.open(store_root)
+        image = store.resolve(ref)
+        manifest = image.manifest
+        foreign = manifest["layers"][1]
+        url = f"http://127.0.0.1:{server.server_address[1]}/{foreign['digest'][7:]}"
+        (files / foreign["digest"][7:]).write_bytes(store.read_blob(foreign["digest"]))
+        foreign["mediaType"] = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        foreign["urls"] = [url]
+        data = json.dumps(manifest).encode()
+        digest = str(store.add_manifest(data, [ImageReference.parse(ref)]).manifest_digest)
+
+        pushed = rootless("push", ref)
+        assert "Skipped foreign layer" in pushed.stdout
+        blob = requests.head(f"{registry.url}/v2/foreign/busybox/blobs/{foreign['digest']}",
+                             timeout=10)
+        assert blob.status_code == 404  # the registry never got the foreign layer
+        other = rootless_at(tmp_path / "other")
+        assert f"Digest: {digest}" in other("pull", ref).stdout
+        assert Store.open(tmp_path / "other").has_blob(foreign["digest"])
+    finally:
+        registry.stop()
+        server.shutdown()
+        server.server_close()
