@@ -209,8 +209,8 @@ def parse_mount(value: str, offset: int, error: ErrorAt) -> RunMount:
     allowed = _MOUNT_KEYS[mount_type]
     for key, given in options.items():
         if key not in allowed:
-            shown = key if given is None else f"{key}={given}"
-            raise error(f"unexpected key {key!r} in {shown!r} for a {mount_type} mount", offset)
+            hint = did_you_mean(key, allowed)
+            raise error(f"unexpected key {key!r} for a {mount_type} mount{hint}", offset)
         if given is None and key not in _BOOL_KEYS:
             raise error(f"--mount option {key!r} requires a value ({key}=...)", offset)
 

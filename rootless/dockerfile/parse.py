@@ -56,7 +56,9 @@ def unknown_instruction(
 ) -> DockerfileSyntaxError:
     name = word
     shown = name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
-    message = f"unknown instruction: {shown}{did_you_mean(name.upper(), INSTRUCTION_NAMES)}"
+    # Suggest from the part before any Unicode space too: "RUN\u00a0echo" means RUN.
+    word = name.split()[0] if name.split() else name
+    message = f"unknown instruction: {shown}{did_you_mean(word.upper(), INSTRUCTION_NAMES)}"
     return scanned.error(message, line, offset)
 
 
