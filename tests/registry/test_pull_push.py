@@ -242,7 +242,15 @@ def test_we_read_what_skopeo_pushes(registry: Registry, tmp_path: Path, store_ro
     digest = json.loads(out.stdout)["Digest"]
     other = rootless_at(tmp_path / "other")
     assert f"Digest: {digest}" in other("pull", dest).stdout
-    assert Store.open(tmp_path / "other").resolve(dest).manifest_digest == digest
+    store = Store.open(tmp_path / "other")
+    assert store.resolve(dest).manifest_digest == digest
+    # Pulled, then pushed back elsewhere: the manifest bytes, hence the digest, are kept.
+    from rootless.reference import ImageReference
+
+    back = f"{registry.host}/interop/pushed-back:1"
+    store.tag(store.resolve(dest), ImageReference.parse(back))
+    assert f"1: digest: {digest}" in other("push", back).stdout
+    assert manifest_digest(registry, "interop/pushed-back", "1") == digest
 
 
 # -- manifest lists / OCI indexes ------------------------------------------------------
