@@ -56,20 +56,20 @@ def _wait_gone(pid: int, seconds: float = 10) -> bool:
 
 @needs_fuse
 def test_sigkill_of_owner_takes_the_fuse_server_and_mount_down(stack: Stack) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", OWNER, str(stack.lowers[0]), str(stack.upper), str(stack.work),
-         str(stack.target)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    try:
-        assert proc.stdout is not None
-        owner, server = (int(x) for x in proc.stdout.readline().split())
-        assert not _gone(server)
-        os.kill(owner, signal.SIGKILL)
-        assert _wait_gone(server), "the FUSE server outlived its owner"
-        assert proc.wait(timeout=10) != 0
-    finally:
-        proc.kill()
-        proc.wait()
+    with subprocess.Popen(
+            [sys.executable, "-c", OWNER, str(stack.lowers[0]), str(stack.upper),
+             str(stack.work), str(stack.target)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}) as proc:
+        try:
+            assert proc.stdout is not None
+            owner, server = (int(x) for x in proc.stdout.readline().split())
+            assert not _gone(server)
+            os.kill(owner, signal.SIGKILL)
+            assert _wait_gone(server), "the FUSE server outlived its owner"
+            assert proc.wait(timeout=10) != 0
+        finally:
+            proc.kill()
     # The mount lived in the dead namespace only: from here the target is a plain dir.
     assert os.listdir(stack.target) == []
     with open("/proc/self/mountinfo") as f:
