@@ -170,6 +170,9 @@ def store_credentials(host: str, creds: Credentials) -> Path | str:
         payload = json.dumps({"ServerURL": auth_key(host), "Username": creds.username,
                               "Secret": creds.password})
         _run_helper(helper, "store", payload)
+        # Docker lists the host in auths (without secrets) so tools know where we logged in.
+        config.setdefault("auths", {})[auth_key(host)] = {}
+        save_config(config)
         return f"docker-credential-{helper}"
     auths = config.setdefault("auths", {})
     for key in [k for k in auths if _normalise_key(k) == host]:
