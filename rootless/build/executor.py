@@ -210,10 +210,10 @@ class Builder:
                 self.cache.put(step.cache_key, state)
                 continue
             vertex = self.progress.start(title)
-            if isinstance(step.instruction, ir.Run) and not checked_arch:
-                self._check_architecture(state, step)
-                checked_arch = True
             try:
+                if isinstance(step.instruction, ir.Run) and not checked_arch:
+                    self._check_architecture(state, step)
+                    checked_arch = True
                 state = self._execute(state, step, vertex)
             except BuildStepError as exc:
                 self.progress.error(vertex, exc.message)
@@ -231,7 +231,7 @@ class Builder:
 
         arch = state.config.get("architecture")
         host = host_platform().split("/", 1)[1]
-        if arch and arch != host and state.layers:
+        if arch and arch != host and state.layers and not _binfmt_registered(arch):
             raise BuildStepError(
                 f"the base image is linux/{arch} and this host runs linux/{host}: RUN cannot "
                 "execute its programs", step.loc,
@@ -409,12 +409,15 @@ def call_in_namespace(mapping: Any, fn: Callable[[], T]) -> T:
             payload = pickle.dumps((True, fn()))
         except BaseException as exc:
             code = 1
-            error = exc if isinstance(exc, RootlessError) else \
-                SandboxError(f"{type(exc).__name__}: {exc}")
+            error = exc if isinstance(exc, RootlessError) else SandboxError(
+                f"{type(exc).__name__}: {exc}")
             try:
-                payload = pickle.dumps((False, error))
-            except Exception:
-                payload = pickle.dumps((False, SandboxError(repr(exc))))
+                # Class, args and attributes: unpickling would call __init__ with args
+                # alone, which our errors with a location do not accept.
+                payload = pickle.dumps((False, (type(error), error.args, vars(error))))
+            except Exception:  # noqa: BLE001
+                fallback = SandboxError(repr(exc))
+                payload = pickle.dumps((False, (SandboxError, fallback.args, vars(fallback))))
         try:
             with os.fdopen(out_w, "wb") as out:
                 out.write(payload)
@@ -428,7 +431,11 @@ def call_in_namespace(mapping: Any, fn: Callable[[], T]) -> T:
         raise SandboxError(f"the build helper process died (wait status {status})")
     ok, value = pickle.loads(payload)
     if not ok:
-        raise value
+        cls, args, attrs = value
+        error = cls.__new__(cls)
+        Exception.__init__(error, *args)
+        error.__dict__.update(attrs)
+        raise error
     return value
 
 
@@ -494,6 +501,21 @@ def _shown(instr: ir.Instruction) -> str:
     text = instr.original.strip() or instr.keyword
     first = text.split("\n", 1)[0]
     return first if len(first) <= 200 else first[:197] + "..."
+
+
+_QEMU_NAMES = {"arm64": "aarch64", "arm": "arm", "386": "i386", "ppc64le": "ppc64le",
+               "s390x": "s390x", "riscv64": "riscv64", "mips64le": "mips64el",
+               "amd64": "x86_64", "loong64": "loongarch64"}
+
+
+def _binfmt_registered(arch: str) -> bool:
+    """Is an emulator (qemu-user via binfmt_misc) registered for ``arch``?"""
+    name = _QEMU_NAMES.get(arch, arch)
+    try:
+        text = Path(f"/proc/sys/fs/binfmt_misc/qemu-{name}").read_text()
+    except OSError:
+        return False
+    return text.startswith("enabled")
 
 
 def _clear_directory(path: Path) -> None:

@@ -304,3 +304,103 @@ def test_missing_base_image_names_it(rl: Rootless, ctx: Path) -> None:
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert "localhost:1/not/here:v1" in res.stderr
 
+
+
+@pytest.fixture(scope="session")
+def debian_tar() -> Path:
+    """A minimal Debian (bookworm, essential packages) made by mmdebstrap as this user.
+
+    mmdebstrap reads the host's apt sources; the tarball is kept in the test
+    user's cache, so only the first run downloads (about 25 s here).
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("mmdebstrap") is None:
+        pytest.skip("mmdebstrap is not installed")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rootless-test"
+    cache.mkdir(parents=True, exist_ok=True)
+    tar = cache / "mmdebstrap-bookworm-essential.tar"
+    if not tar.exists():
+        partial = cache / f"mmdebstrap.{os.getpid()}.tar"
+        proc = subprocess.run(
+            ["mmdebstrap", "--mode=unshare", "--variant=essential", "--format=tar",
+             "bookworm", str(partial)], capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            partial.unlink(missing_ok=True)
+            pytest.skip(f"mmdebstrap could not make a Debian rootfs: {proc.stderr[-300:]}")
+        partial.rename(tar)
+    return tar
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mapping", ["single", "full"])
+def test_dpkg_install_in_debian(tmp_path: Path, debian_tar: Path, mapping: str) -> None:
+    import shutil
+
+    from rootless.sandbox.userns import IdMapping
+    from tests.build.buildhelp import build_deb
+
+    if mapping == "full" and not isinstance(IdMapping.full_or_reason(), IdMapping):
+        pytest.skip("the full ID mapping is not available to this user")
+    env = {"ROOTLESS_ID_MAPPING": mapping}
+    rl = runner(tmp_path / "store")
+    rl("import", debian_tar, "debian-min", env=env)
+    ctx = tmp_path / "context"
+    ctx.mkdir()
+    build_deb(ctx, "hello-rootless", "#!/bin/sh\necho hello from a rootless-built package\n")
+    shutil.rmtree(ctx / "hello-rootless-pkg")
+    _, progress = build(rl, ctx, "dpkg", "-t", "ex-dpkg", env=env)
+    assert "Setting up hello-rootless (1.0)" in progress
+    assert run_output(rl, "ex-dpkg", env=env) == "hello from a rootless-built package\n"
+
+
+def test_foreign_architecture_is_refused_before_run(rl: Rootless, busybox_tar: Path,
+                                                    ctx: Path) -> None:
+    if Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
+        pytest.skip("this host emulates arm64 through binfmt_misc")
+    rl("import", "--platform", "linux/arm64", busybox_tar, "busybox-arm64")
+    (ctx / "Dockerfile").write_text("FROM busybox-arm64\nRUN echo should-not-run\n")
+    res = rl("build", "--progress", "plain", ctx, check=False)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "should-not-run\n" not in res.stderr.replace("RUN echo should-not-run", "")
+    assert "Dockerfile:2" in res.stderr and "linux/arm64" in res.stderr
+    assert "qemu" in res.stderr and "exec format error" not in res.stderr
+
+
+def test_add_url_with_checksum(rl: Rootless, ctx: Path) -> None:
+    import hashlib
+    import http.server
+    import threading
+
+    body = b"downloaded content\n"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/files/data.txt"
+        good = "sha256:" + hashlib.sha256(body).hexdigest()
+        (ctx / "Dockerfile").write_text(
+            f"FROM busybox\nADD --checksum={good} {url} /dl/\n")
+        rl("build", "-t", "ex-url", ctx)
+        assert run_output(rl, "ex-url", "cat", "/dl/data.txt") == body.decode()
+        (ctx / "Dockerfile").write_text(
+            f"FROM busybox\nADD --checksum=sha256:{'0' * 64} {url} /dl/\n")
+        res = rl("build", ctx, check=False)
+        assert res.returncode != 0 and "checksum mismatch" in res.stderr
+        assert "Dockerfile:2" in res.stderr
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
