@@ -173,11 +173,10 @@ def import_tarball(opts: GlobalOptions, args: argparse.Namespace) -> int:
 
 def export(opts: GlobalOptions, args: argparse.Namespace) -> int:
     from rootless.cli.images import open_store
-    from rootless.errors import ContainerError
+    from rootless.export import export_container, find_container
 
     store = open_store(opts)
-    record = store.containers_dir / args.container / "container.json"
-    if not record.exists():
-        raise ContainerError(f"No such container: {args.container}")
-    raise ContainerError("export is not implemented yet",
-                         hint="commit the container to an image and 'rootless save' it")
+    find_container(store, args.container)  # fail before touching the output
+    with output_stream(args.output, "a container's filesystem") as out:
+        export_container(store, args.container, out)
+    return 0
