@@ -415,7 +415,7 @@ def call_in_namespace(mapping: Any, fn: Callable[[], T]) -> T:
                 # Class, args and attributes: unpickling would call __init__ with args
                 # alone, which our errors with a location do not accept.
                 payload = pickle.dumps((False, (type(error), error.args, vars(error))))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 fallback = SandboxError(repr(exc))
                 payload = pickle.dumps((False, (SandboxError, fallback.args, vars(fallback))))
         try:

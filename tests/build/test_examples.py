@@ -376,7 +376,7 @@ def test_add_url_with_checksum(rl: Rootless, ctx: Path) -> None:
     body = b"downloaded content\n"
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
