@@ -104,8 +104,13 @@ def start_registry(workdir: Path, auth: str = "", tls: tuple[Path, Path] | None 
         proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
     registry = Registry(f"127.0.0.1:{port}", proc, workdir, "https" if tls else "http")
     verify: bool | str = str(tls[0]) if tls else True
-    wait_until(lambda: _answers(f"{registry.url}/v2/", verify=verify),
-               f"docker-registry on port {port} (log: {workdir / 'registry.log'})", proc=proc)
+    try:
+        wait_until(lambda: _answers(f"{registry.url}/v2/", verify=verify),
+                   f"docker-registry on port {port} (log: {workdir / 'registry.log'})",
+                   proc=proc)
+    except BaseException:
+        registry.stop()  # never leave a registry behind a failed start
+        raise
     return registry
 
 
