@@ -13,8 +13,8 @@ entry/negative timeouts.
 
 fuse-python 1.0.9 passes utimens seconds as a C int (dates after 2038 wrap)
 and never sets libfuse's ``utime_omit_ok``, so ``touch -m`` and ``cp -p``
-would be dropped. ``_LibfuseUtimens`` replaces the utimens operation inside
-libfuse with a ctypes callback that receives the real ``struct timespec[2]``.
+would be dropped. ``_LibfusePatch`` replaces utimens and getattr inside
+libfuse with ctypes callbacks that see the real ``struct timespec`` values.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ import ctypes
 import errno
 import json
 import os
+import platform
 import select
 import signal
 import stat
+import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -108,15 +110,15 @@ class CowFuse(fuse.Fuse):
         self.lower_handles: dict[str, list[_Handle]] = {}
         self.uid_map = _id_map("/proc/self/uid_map")
         self.gid_map = _id_map("/proc/self/gid_map")
-        self.utimens_patch: _LibfuseUtimens | None = None
+        self.patch: _LibfusePatch | None = None
 
     # -- life cycle --------------------------------------------------------------------
 
     def fsinit(self) -> None:
         try:
-            self.utimens_patch = _LibfuseUtimens(self.union)
-        except Exception as exc:  # a libfuse we do not know: keep fuse-python's utimens
-            print(f"rootless cowfs: utimens fix not applied: {exc}", file=sys.stderr)
+            self.patch = _LibfusePatch(self)
+        except Exception as exc:  # a libfuse we do not know: keep fuse-python's versions
+            print(f"rootless cowfs: timestamp fix not applied: {exc}", file=sys.stderr)
         os.write(self.ready_fd, b"R")
         os.close(self.ready_fd)
 
@@ -130,6 +132,21 @@ class CowFuse(fuse.Fuse):
         uid = shown.uid if _mapped(shown.uid, self.uid_map) else 0
         gid = shown.gid if _mapped(shown.gid, self.gid_map) else 0
         return _stat(entry.st, shown.fmt, uid, gid, shown.mode, shown.rdev)
+
+    def stat_bytes(self, path: str) -> bytes:
+        """PATH's ``struct stat`` (x86_64), with nanosecond times, for the libfuse patch."""
+        entry = self.union.get(path)
+        shown = self.union.shown(entry)
+        st = entry.st
+        uid = shown.uid if _mapped(shown.uid, self.uid_map) else 0
+        gid = shown.gid if _mapped(shown.gid, self.gid_map) else 0
+        size = 0 if shown.fmt in (stat.S_IFCHR, stat.S_IFBLK) else st.st_size
+        a_sec, a_ns = divmod(st.st_atime_ns, 1_000_000_000)
+        m_sec, m_ns = divmod(st.st_mtime_ns, 1_000_000_000)
+        c_sec, c_ns = divmod(st.st_ctime_ns, 1_000_000_000)
+        return _STAT.pack(0, st.st_ino, st.st_nlink, shown.fmt | shown.mode, uid, gid, 0,
+                          shown.rdev, size, st.st_blksize, st.st_blocks,
+                          a_sec, a_ns, m_sec, m_ns, c_sec, c_ns)
 
     def fgetattr(self, path: str, fh: _Handle) -> fuse.Stat:
         return self.getattr(path)
@@ -302,54 +319,80 @@ class _Timespec(ctypes.Structure):
 
 
 _UTIMENS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_Timespec))
-_OPS_UTIMENS = 36          # index of utimens in struct fuse_operations (FUSE_USE_VERSION 26)
+_GETATTR = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+_FGETATTR = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p)
+# Slots in struct fuse_operations (FUSE_USE_VERSION 26), in pointers.
+_OPS_GETATTR, _OPS_FGETATTR, _OPS_UTIMENS = 0, 34, 36
+# struct stat on x86_64: dev ino nlink mode uid gid pad rdev size blksize blocks, 3 timespecs.
+_STAT = struct.Struct("<QQQIIIiQqqq" + "qq" * 3 + "24x")
 
 
-class _LibfuseUtimens:
-    """Swap libfuse's utimens operation for one that sees full timespecs and UTIME_OMIT.
+class _LibfusePatch:
+    """Swap three libfuse operations for ctypes callbacks that see full timestamps.
 
-    ``struct fuse`` is private to libfuse, so its ``fs`` member is found by
-    value: the one pointer whose target starts with fuse-python's getattr
-    callback (the first member of ``struct fuse_operations``). The two ints
-    after it are ``nullpath_ok`` and ``utime_omit_ok`` (libfuse 2.8–2.9).
+    fuse-python 1.0.9 converts times through C ints and whole seconds, and never
+    sets ``utime_omit_ok``. ``struct fuse`` is private to libfuse, so its ``fs``
+    member is found by value: the one pointer whose target starts with
+    fuse-python's getattr callback (the first member of ``struct
+    fuse_operations``). The two ints after it are ``nullpath_ok`` and
+    ``utime_omit_ok`` (libfuse 2.8-2.9).
     """
 
-    def __init__(self, union: Union) -> None:
-        self.union = union
+    def __init__(self, server: CowFuse) -> None:
+        self.server = server
         libfuse, module_base, getattr_offset = _libraries()
         lib = ctypes.CDLL(libfuse)
         lib.fuse_get_context.restype = ctypes.POINTER(ctypes.c_void_p)
-        context = lib.fuse_get_context()
-        struct_fuse = context[0]
+        struct_fuse = lib.fuse_get_context()[0]
         getattr_func = module_base + getattr_offset
         readable = _readable_ranges()
         for offset in range(0, 1024, 8):
-            candidate = ctypes.c_void_p.from_address(struct_fuse + offset).value
-            if not candidate or not _inside(candidate, 8, readable):
+            ops = ctypes.c_void_p.from_address(struct_fuse + offset).value
+            if not ops or not _inside(ops, 8, readable):
                 continue
-            if ctypes.c_void_p.from_address(candidate).value != getattr_func:
+            if ctypes.c_void_p.from_address(ops).value != getattr_func:
                 continue
             flags = (ctypes.c_int * 2).from_address(struct_fuse + offset + 8)
             if flags[0] not in (0, 1) or flags[1] not in (0, 1):
                 continue
-            self.callback = _UTIMENS(self._utimens)
-            slot = ctypes.c_void_p.from_address(candidate + 8 * _OPS_UTIMENS)
-            slot.value = ctypes.cast(self.callback, ctypes.c_void_p).value
+            self.callbacks: list[Any] = [_UTIMENS(self._utimens)]
+            self._install(ops, _OPS_UTIMENS, self.callbacks[0])
             flags[1] = 1
+            if platform.machine() == "x86_64" and _STAT.size == 144:
+                self.callbacks += [_GETATTR(self._getattr), _FGETATTR(self._fgetattr)]
+                self._install(ops, _OPS_GETATTR, self.callbacks[1])
+                self._install(ops, _OPS_FGETATTR, self.callbacks[2])
             return
         raise RuntimeError("libfuse's struct fuse has an unexpected layout")
+
+    @staticmethod
+    def _install(ops: int, index: int, callback: Any) -> None:
+        slot = ctypes.c_void_p.from_address(ops + 8 * index)
+        slot.value = ctypes.cast(callback, ctypes.c_void_p).value
 
     def _utimens(self, path: bytes, times: Any) -> int:
         try:
             name = os.fsdecode(path)
-            atime = (times[0].tv_sec, times[0].tv_nsec)
-            mtime = (times[1].tv_sec, times[1].tv_nsec)
-            self.union.utimens(name, atime, mtime)
+            self.server._copied_up(name)
+            self.server.union.utimens(name, (times[0].tv_sec, times[0].tv_nsec),
+                                      (times[1].tv_sec, times[1].tv_nsec))
             return 0
         except OSError as exc:
             return -(exc.errno or errno.EIO)
         except Exception:
             return -errno.EIO
+
+    def _getattr(self, path: bytes, buf: int) -> int:
+        try:
+            ctypes.memmove(buf, self.server.stat_bytes(os.fsdecode(path)), _STAT.size)
+            return 0
+        except OSError as exc:
+            return -(exc.errno or errno.EIO)
+        except Exception:
+            return -errno.EIO
+
+    def _fgetattr(self, path: bytes, buf: int, info: int) -> int:
+        return self._getattr(path, buf)
 
 
 def _libraries() -> tuple[str, int, int]:

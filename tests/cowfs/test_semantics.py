@@ -206,8 +206,6 @@ def test_timestamps_utime_omit_and_after_2038(stack: Stack, driver: str) -> None
 
 
 def test_nanosecond_timestamps(stack: Stack, driver: str) -> None:
-    if driver == "fuse":
-        pytest.xfail("fuse-python 1.0.9's getattr passes whole seconds to the kernel")
     def scenario(root: Path) -> int:
         os.utime(root / "a", ns=(1_700_000_000_123_456_789,) * 2)
         return os.stat(root / "a").st_mtime_ns
