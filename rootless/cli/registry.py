@@ -141,7 +141,12 @@ def _login(opts: Any, args: argparse.Namespace) -> int:
     if not username or not password:
         raise UsageError("username and password are required")
     where = login(server, username, password, tls_verify=args.tls_verify)
-    print(f"Credentials saved in {where}")
+    if isinstance(where, str):
+        print(f"Credentials saved with {where}")
+    else:
+        print(f"WARNING! Your password will be stored unencrypted in {where}.\n"
+              "Configure a credential helper to remove this warning (credsStore in that file).",
+              file=sys.stderr)
     print("Login Succeeded")
     return 0
 
