@@ -59,6 +59,11 @@ def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
     code = 125
     try:
         libc.set_pdeathsig(signal.SIGKILL)
+        # init keeps the host's view of the file system (a FUSE daemon it starts
+        # needs host paths); not dumpable, its /proc/1/root and /proc/1/cwd are
+        # closed to the container's processes (the check needs CAP_SYS_PTRACE
+        # in the user namespace of init's memory: the host's).
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
         libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
         root = Rootfs(rootfs) if isinstance(rootfs, str) else rootfs()
         if spec.network == "none":
@@ -72,6 +77,7 @@ def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
         if pid == 0:
             os.close(exec_r)
             command_main(spec, root.path, full_mapping, fake_ownership, stdio, exec_w)
+        install_forwarding(pid)
         os.close(exec_w)
         for fd in stdio:
             if fd > 2:
@@ -108,8 +114,8 @@ def relay_command_status(exec_r: int, status_fd: int, rootfs: str) -> None:
     os.close(status_fd)
 
 
-def supervise(child: int) -> int:
-    """Forward signals to CHILD, reap everything, return CHILD's exit status."""
+def install_forwarding(child: int) -> None:
+    """From now on, the signals a container's PID 1 receives go to CHILD."""
 
     def forward(signum: int, _frame: object) -> None:
         try:
@@ -119,6 +125,10 @@ def supervise(child: int) -> int:
 
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, forward)
+
+
+def supervise(child: int) -> int:
+    """Reap every process until CHILD exits; return CHILD's exit status."""
     while True:
         try:
             pid, status = os.wait()
@@ -156,9 +166,12 @@ def command_main(spec: ProcessSpec, rootfs: str, full_mapping: bool, fake_owners
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         if fake_ownership:
             install_fake_ownership()
-        os.setgroups(list(user.groups))
-        os.setresgid(user.gid, user.gid, user.gid)
-        os.setresuid(user.uid, user.uid, user.uid)
+        if full_mapping or fake_ownership or (user.uid, user.gid) != (0, 0):
+            # setgroups is denied in single-ID mode: without the filter only
+            # root, which we already are, is possible.
+            os.setgroups(list(user.groups))
+            os.setresgid(user.gid, user.gid, user.gid)
+            os.setresuid(user.uid, user.uid, user.uid)
         os.chdir(spec.cwd)
         libc.close_range_cloexec(3)
         execute(list(spec.argv), env)
