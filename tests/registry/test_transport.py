@@ -94,3 +94,32 @@ def test_tls_registry_with_and_without_its_ca(
     pulled = rootless_at(tmp_path / "b")("pull", "--tls-verify=true", ref)
     assert f"Digest: {digest}" in pulled.stdout
     assert "InsecureRequestWarning" not in pulled.stderr
+
+
+def test_docker_hub_api_host_and_auth_scope(isolated_config: Path) -> None:
+    from rootless.registry.client import RegistryClient
+    from rootless.registry.transport import api_host
+
+    assert api_host("docker.io") == "registry-1.docker.io"
+    assert api_host("quay.io") == "quay.io"
+    from rootless.registry.credentials import Credentials
+
+    client = RegistryClient("docker.io", credentials=Credentials("u", "p"))
+    assert client.transport.policy.verify is True and not client.transport.policy.allow_http
+    client.auth._basic = True  # as after a Basic challenge
+    hub = client.auth(requests.Request("GET", "https://registry-1.docker.io/v2/").prepare())
+    assert hub.headers["Authorization"].startswith("Basic ")
+    cdn = client.auth(requests.Request("GET", "https://cdn.example/blob").prepare())
+    assert "Authorization" not in cdn.headers  # redirects and foreign URLs get nothing
+
+
+def test_errors_name_the_reference() -> None:
+    from rootless.errors import AuthenticationError
+    from rootless.registry.transport import about
+
+    err = about(AuthenticationError("docker.io: authentication required", status=401,
+                                    hint="rootless login docker.io"),
+                "docker.io", "busybox:latest")
+    assert isinstance(err, AuthenticationError)
+    assert str(err) == "busybox:latest: authentication required"
+    assert err.status == 401 and err.hint == "rootless login docker.io"
