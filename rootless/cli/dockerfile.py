@@ -1,7 +1,8 @@
 """``rootless dockerfile parse``: show how rootless reads a Dockerfile.
 
 For users debugging a Dockerfile (``--format text``, the default: one line per
-instruction with its location, and with ``--build-arg`` the expanded form under it)
+instruction with its location, and with ``--build-arg`` the expanded form under it;
+lint warnings go to stderr)
 and for tools (``--format json``: the IR; with ``--build-arg``, an object with the
 ``raw`` and ``expanded`` IR).
 """
@@ -82,6 +83,8 @@ def parse_command(_opts: GlobalOptions, args: argparse.Namespace) -> int:
                                         indent=2, ensure_ascii=False) + "\n")
         return 0
     sys.stdout.write(render_text(dockerfile, expanded))
+    for warning in dockerfile.warnings:  # in JSON they are part of the IR
+        print(f"warning: {warning.loc}: {warning.message} [{warning.rule}]", file=sys.stderr)
     return 0
 
 

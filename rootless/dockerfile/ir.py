@@ -133,6 +133,7 @@ class Entrypoint(Instruction):
 class Label(Instruction):
     keyword: ClassVar[str] = "LABEL"
     pairs: tuple[KeyValue, ...]
+    legacy: bool = False  # the old ``LABEL key value with spaces`` form
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -283,11 +284,22 @@ class Stage:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LintWarning:
+    """Something legal but likely wrong; ``rule`` is BuildKit's check name, so
+    ``# check=skip=RuleName`` silences it as it does with docker build."""
+
+    rule: str
+    message: str
+    loc: Location
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Dockerfile:
     stages: tuple[Stage, ...]
     meta_args: tuple[Arg, ...]  # ARGs before the first FROM: usable in FROM lines
     directives: tuple[Directive, ...] = ()
     escape: str = "\\"
+    warnings: tuple[LintWarning, ...] = ()
 
     def directive(self, name: str) -> str | None:
         for d in self.directives:

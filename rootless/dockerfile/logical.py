@@ -48,6 +48,7 @@ class LogicalLine:
     # (offset in text, physical line, 0-based column) for each joined piece
     pieces: tuple[tuple[int, int, int], ...]
     heredocs: tuple[Heredoc, ...] = ()
+    empty_continuations: tuple[int, ...] = ()  # blank lines skipped inside the instruction
 
     def position(self, offset: int) -> tuple[int, int]:
         """The physical (line, 1-based column) of ``text[offset]``."""
@@ -115,22 +116,27 @@ def scan(text: str, escape: str = "\\", filename: str = "Dockerfile") -> Scanned
             continue
         start = i
         pieces = [(0, i, len(content) - len(stripped))]
+        empty: list[int] = []
         while more and i < n:
             content = physical[i]
             i += 1
             bare = content.lstrip()
-            if bare.startswith("#") or not bare:
+            if not bare:
+                empty.append(i)
+                continue
+            if bare.startswith("#"):
                 continue
             piece, more = _trim(content, continuation)
             pieces.append((len(joined), i, 0))
             joined += piece
         if not joined.strip():
             continue  # only continuation characters: nothing to parse
-        logical = LogicalLine(joined, start, i, tuple(pieces))
+        logical = LogicalLine(joined, start, i, tuple(pieces), (), tuple(empty))
         markers = heredoc_markers(joined, escape)
         if markers:
             bodies, i = _read_heredocs(logical, markers, raw, physical, i, filename)
-            logical = LogicalLine(joined, start, max(i, start), tuple(pieces), bodies)
+            logical = LogicalLine(joined, start, max(i, start), tuple(pieces), bodies,
+                                  tuple(empty))
         result.append(logical)
     return Scanned(tuple(result), physical, filename)
 

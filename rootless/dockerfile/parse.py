@@ -7,6 +7,7 @@ a Lark position is mapped back to the physical file through the logical line.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache
 from importlib.resources import files
 
@@ -15,6 +16,7 @@ from lark.exceptions import LarkError, UnexpectedInput
 
 from rootless.dockerfile.directives import read_directives
 from rootless.dockerfile.ir import INSTRUCTION_NAMES, Arg, Dockerfile, From, Instruction, Stage
+from rootless.dockerfile.lint import lint
 from rootless.dockerfile.logical import LogicalLine, Scanned, physical_lines, scan
 from rootless.dockerfile.transform import to_instructions
 from rootless.dockerfile.words import BLANKS, did_you_mean
@@ -70,7 +72,9 @@ def parse(text: str, filename: str = "Dockerfile") -> Dockerfile:
     instructions = to_instructions(parse_tree(scanned), scanned, escape) \
         if scanned.lines else []
     meta_args, stages = _stages(instructions, scanned)
-    return Dockerfile(stages=stages, meta_args=meta_args, directives=directives, escape=escape)
+    dockerfile = Dockerfile(stages=stages, meta_args=meta_args, directives=directives,
+                            escape=escape)
+    return dataclasses.replace(dockerfile, warnings=lint(dockerfile, scanned))
 
 
 def _stages(

@@ -288,8 +288,8 @@ def _env(p: _Parts) -> Instruction:
 
 
 def _label(p: _Parts) -> Instruction:
-    pairs, _legacy = _name_values(p)
-    return Label(loc=p.loc, original=p.original, pairs=pairs)
+    pairs, legacy = _name_values(p)
+    return Label(loc=p.loc, original=p.original, pairs=pairs, legacy=legacy)
 
 
 def _single(p: _Parts) -> str:

@@ -97,3 +97,13 @@ def test_bad_build_arg_is_a_usage_error(rootless: Rootless, tmp_path: Path) -> N
     result = rootless("dockerfile", "parse", "--build-arg", "=v", cwd=tmp_path, check=False)
     assert result.returncode == 2
     assert result.stderr == "rootless: invalid --build-arg '=v': expected KEY=VALUE\n"
+
+
+def test_text_mode_prints_lint_warnings_on_stderr(rootless: Rootless, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM alpine\nMAINTAINER me\n")
+    result = rootless("dockerfile", "parse", cwd=tmp_path)
+    assert result.stderr == ("warning: Dockerfile:2:1: MAINTAINER is deprecated: use LABEL "
+                             "org.opencontainers.image.authors=... [MaintainerDeprecated]\n")
+    as_json = rootless("dockerfile", "parse", "--format", "json", cwd=tmp_path)
+    assert as_json.stderr == ""
+    assert json.loads(as_json.stdout)["warnings"][0]["rule"] == "MaintainerDeprecated"

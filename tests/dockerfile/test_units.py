@@ -156,3 +156,36 @@ def test_error_carries_location_and_reason() -> None:
         parse("FROM a\n\n  RUNN x\n", "ctx/Dockerfile")
     assert str(info.value.loc) == "ctx/Dockerfile:3:3"
     assert info.value.reason == "unknown instruction: RUNN (did you mean RUN?)"
+
+
+def rules(text: str) -> list[tuple[str, int]]:
+    return [(w.rule, w.loc.line) for w in parse(text).warnings]
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("FROM a\nRUN x\n", []),
+    ("FROM a\nRUN a \\\n\n  b\n", [("NoEmptyContinuation", 3)]),
+    ("FROM a\nMAINTAINER me\n", [("MaintainerDeprecated", 2)]),
+    ("FROM a\nENV k v\nLABEL k v\nENV k=v\n", [("LegacyKeyValueFormat", 2),
+                                              ("LegacyKeyValueFormat", 3)]),
+    ("FROM a as b\n", [("FromAsCasing", 1)]),
+    ("from a AS b\n", [("FromAsCasing", 1)]),
+    ("FROM a AS B\n", [("StageNameCasing", 1)]),
+    ("FROM a AS scratch\n", [("ReservedStageName", 1)]),
+    ("FROM $IMG\n", [("UndefinedArgInFrom", 1)]),
+    ("ARG IMG\nFROM --platform=$TARGETPLATFORM $IMG\n", []),
+    ("FROM a\nCMD [\"a\"]\nCMD [\"b\"]\n", [("MultipleInstructionsDisallowed", 3)]),
+    ("FROM a\nCMD ['a']\n", [("JSONArgsRecommended", 2)]),
+    ("FROM a\nWORKDIR app\n", [("WorkdirRelativePath", 2)]),
+    ("FROM a\nWORKDIR /app\nWORKDIR sub\n", []),
+    ("FROM a\nrun x\nRUN y\nRUN z\n", [("ConsistentInstructionCasing", 2)]),
+    ("# check=skip=all\nFROM a as B\nMAINTAINER me\n", []),
+])
+def test_lint_rules(text: str, want: list[tuple[str, int]]) -> None:
+    assert rules(text) == want
+
+
+def test_check_error_true_turns_a_warning_into_an_error() -> None:
+    with pytest.raises(DockerfileSyntaxError, match="MaintainerDeprecated"):
+        parse("# check=error=true\nFROM a\nMAINTAINER me\n")
+    assert parse("# check=error=true\nFROM a\n").warnings == ()
