@@ -11,9 +11,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -23,6 +23,7 @@ from rootless.oci.digest import Digest
 from rootless.oci.model import OCI_INDEX, OCI_MANIFEST
 from rootless.reference import ImageReference
 from rootless.registry.client import IMAGE_ACCEPT, Manifest, RegistryClient
+from rootless.registry.parallel import check, run_all
 from rootless.registry.platforms import (
     Platform,
     available,
@@ -92,7 +93,6 @@ class _Puller:
         self.progress = progress
         self.repo = reference.repository
         self.subject = reference.familiar
-        self.cancelled = threading.Event()
 
     def run(self) -> StoredImage:
         self.client.want(self.repo)
@@ -225,33 +225,22 @@ class _Puller:
                 missing.append(desc)
         if not missing:
             return
-        pool = ThreadPoolExecutor(max_workers=PARALLEL_DOWNLOADS)
         try:
-            futures = [pool.submit(self._fetch, desc) for desc in missing]
-            wait(futures, return_when=FIRST_EXCEPTION)
+            run_all([functools.partial(self._fetch, desc) for desc in missing],
+                    PARALLEL_DOWNLOADS)
         finally:
-            # First failure or Ctrl-C: the other downloads stop at their next chunk
-            # and their temp files are discarded.
-            if not all(f.done() and f.exception() is None for f in futures):
-                self.cancelled.set()
-            pool.shutdown(wait=True, cancel_futures=True)
             self.progress.close()
-        for future in futures:
-            if not future.cancelled() and future.exception() is not None:
-                error = future.exception()
-                assert error is not None
-                if not isinstance(error, _Cancelled):
-                    raise error
 
-    def _fetch(self, desc: dict[str, Any], show: bool = True) -> None:
+    def _fetch(self, desc: dict[str, Any], cancelled: threading.Event | None = None,
+               show: bool = True) -> None:
         digest = Digest(desc["digest"])
         if self._has(digest):
             return
         size = int(desc["size"])
 
         def advance(done: int) -> None:
-            if self.cancelled.is_set():
-                raise _Cancelled()
+            if cancelled is not None:
+                check(cancelled)
             if show:
                 self.progress.advance(digest, done, size)
 
@@ -263,10 +252,6 @@ class _Puller:
                                 code="DIGEST_INVALID") from None
         if show:
             self.progress.status(digest, "Pull complete")
-
-
-class _Cancelled(Exception):
-    """Raised inside a download thread when another download failed."""
 
 
 def _parse_image_manifest(manifest: Manifest, subject: str) -> dict[str, Any]:

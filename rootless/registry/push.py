@@ -9,7 +9,8 @@ its digest.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import functools
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -18,6 +19,7 @@ import requests
 from rootless.errors import ReferenceError_, RegistryError
 from rootless.reference import ImageReference
 from rootless.registry.client import FOREIGN_LAYER_TYPES, Manifest, RegistryClient
+from rootless.registry.parallel import check, run_all
 from rootless.registry.progress import Progress, QuietProgress
 from rootless.registry.transport import about
 
@@ -72,7 +74,7 @@ def _push(store: Store, image: StoredImage, reference: ImageReference, client: R
     doc = manifest.json()
     blobs: list[dict[str, Any]] = [*doc.get("layers", []), doc["config"]]
 
-    def push_blob(desc: dict[str, Any]) -> None:
+    def push_blob(desc: dict[str, Any], cancelled: threading.Event) -> None:
         digest = str(desc["digest"])
         if desc.get("mediaType") in FOREIGN_LAYER_TYPES:
             progress.status(digest, "Skipped foreign layer")
@@ -90,18 +92,18 @@ def _push(store: Store, image: StoredImage, reference: ImageReference, client: R
         def open_blob() -> BinaryIO:
             return open(store.blob_path(digest), "rb")
 
-        client.upload_blob(repo, digest, size, open_blob, subject,
-                           lambda done: progress.advance(digest, done, size, "Pushing"),
+        def advance(done: int) -> None:
+            check(cancelled)
+            progress.advance(digest, done, size, "Pushing")
+
+        client.upload_blob(repo, digest, size, open_blob, subject, advance,
                            chunk_size=chunk_size)
         progress.status(digest, "Pushed")
 
-    with ThreadPoolExecutor(max_workers=PARALLEL_UPLOADS) as pool:
-        futures = [pool.submit(push_blob, desc) for desc in blobs]
-        errors = [f.exception() for f in futures]
-    progress.close()
-    for error in errors:
-        if error is not None:
-            raise error
+    try:
+        run_all([functools.partial(push_blob, desc) for desc in blobs], PARALLEL_UPLOADS)
+    finally:
+        progress.close()
     tag = reference.tag or "latest"
     digest = client.put_manifest(repo, tag, manifest, subject)
     progress.line(f"{tag}: digest: {digest} size: {len(manifest.data)}")
