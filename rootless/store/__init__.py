@@ -29,6 +29,7 @@ import fcntl
 import json
 import os
 import tempfile
+import threading
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -81,6 +82,8 @@ class Store:
         self._lock_depth = 0
         self._lease_fd: int | None = None
         self._lease_depth = 0
+        self._thread_lock = threading.RLock()
+        self._lease_guard = threading.Lock()
 
     @classmethod
     def open(cls, root: Path) -> Store:
@@ -106,27 +109,29 @@ class Store:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the store's exclusive lock (reentrant within this Store object).
+        """Hold the store's exclusive lock: against other processes (flock) and
+        other threads using this Store object; reentrant within one thread.
 
         Take it around read-modify-write sequences on tags and images. Do not
         take ``lease()`` while holding it (lease first, then lock).
         """
-        if self._lock_depth == 0:
-            fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        with self._thread_lock:
+            if self._lock_depth == 0:
+                fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._lock_fd = fd
+            self._lock_depth += 1
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except BaseException:
-                os.close(fd)
-                raise
-            self._lock_fd = fd
-        self._lock_depth += 1
-        try:
-            yield
-        finally:
-            self._lock_depth -= 1
-            if self._lock_depth == 0 and self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0 and self._lock_fd is not None:
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
 
     @contextlib.contextmanager
     def lease(self) -> Iterator[None]:
@@ -134,22 +139,24 @@ class Store:
 
         Shared between writers; ``gc()`` waits for all leases. Reentrant.
         """
-        if self._lease_depth == 0:
-            fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH)
-            except BaseException:
-                os.close(fd)
-                raise
-            self._lease_fd = fd
-        self._lease_depth += 1
+        with self._lease_guard:
+            if self._lease_depth == 0:
+                fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._lease_fd = fd
+            self._lease_depth += 1
         try:
             yield
         finally:
-            self._lease_depth -= 1
-            if self._lease_depth == 0 and self._lease_fd is not None:
-                os.close(self._lease_fd)
-                self._lease_fd = None
+            with self._lease_guard:
+                self._lease_depth -= 1
+                if self._lease_depth == 0 and self._lease_fd is not None:
+                    os.close(self._lease_fd)
+                    self._lease_fd = None
 
     @contextlib.contextmanager
     def _gc_lock(self, wait: bool = True) -> Iterator[bool]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,16 @@ def _try_lock(path: Path) -> bool:
         os.close(fd)
 
 
+STALE_AFTER = 3600.0
+
+
+def _stale(path: Path) -> bool:
+    try:
+        return time.time() - path.lstat().st_mtime > STALE_AFTER
+    except FileNotFoundError:
+        return False
+
+
 def sweep_temp(tmp_dir: Path, report: GcReport) -> None:
     """Remove temp files and dirs whose writer has exited (flock no longer held)."""
     for entry in sorted(tmp_dir.iterdir()):
@@ -79,6 +90,11 @@ def sweep_temp(tmp_dir: Path, report: GcReport) -> None:
             with contextlib.suppress(FileNotFoundError):
                 guard.unlink()
         elif entry.name.startswith("blob-") and _try_lock(entry):
+            report.reclaimed += entry.lstat().st_size
+            entry.unlink()
+        elif not entry.name.startswith("blob-") and _stale(entry):
+            # atomic_write temp files (index.json, build cache entries) of a
+            # killed process; a live writer renames its file within moments.
             report.reclaimed += entry.lstat().st_size
             entry.unlink()
         else:

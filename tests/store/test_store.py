@@ -231,6 +231,33 @@ def test_gc_sweeps_abandoned_temp_files_only(store: Store) -> None:
             store.gc()
             assert (scratch / "f").exists()
     assert not (store.tmp_dir / "blob-abandoned").exists()
+    fresh, stale = store.tmp_dir / ".index.json.fresh", store.tmp_dir / ".index.json.stale"
+    fresh.write_text("{}")
+    stale.write_text("{}")
+    os.utime(stale, (0, 0))
+    store.gc()
+    assert fresh.exists() and not stale.exists()
+
+
+def test_lock_excludes_other_threads(store: Store) -> None:
+    import threading
+
+    inside: list[str] = []
+    started = threading.Event()
+
+    def worker() -> None:
+        started.set()
+        with store.lock():
+            inside.append("thread")
+
+    thread = threading.Thread(target=worker)
+    with store.lock():
+        thread.start()
+        assert started.wait(10)
+        thread.join(0.1)  # it must still be waiting for the lock we hold
+        inside.append("main")
+    thread.join(10)
+    assert inside == ["main", "thread"]
 
 
 def test_containers_using(store: Store) -> None:
