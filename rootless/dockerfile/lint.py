@@ -32,6 +32,9 @@ PLATFORM_ARGS = ("BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT", "TARGE
                  "TARGETOS", "TARGETARCH", "TARGETVARIANT")
 _ONCE_PER_STAGE = (Cmd, Entrypoint, Healthcheck)
 _RESERVED_STAGE_NAMES = ("scratch", "context")
+# The official Dockerfile frontends, whose syntax this parser implements.
+_BUILTIN_SYNTAX = re.compile(
+    r"^(docker\.io/)?docker/dockerfile(-upstream)?(:[0-9A-Za-z._-]+)?(@sha256:[0-9a-f]{64})?$")
 _WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
@@ -61,6 +64,12 @@ def _check_directive(value: str | None) -> tuple[set[str], bool]:
 
 
 def _all(df: Dockerfile, scanned: Scanned) -> Iterator[LintWarning]:
+    for directive in df.directives:
+        if directive.name == "syntax" and not _BUILTIN_SYNTAX.match(directive.value):
+            yield LintWarning(rule="UnsupportedSyntax",
+                              message=f"the syntax directive names the frontend "
+                                      f"'{directive.value}'; rootless parses with its own "
+                                      "(Dockerfile 1.x) frontend", loc=directive.loc)
     for line in scanned.lines:
         for number in line.empty_continuations:
             yield LintWarning(rule="NoEmptyContinuation",

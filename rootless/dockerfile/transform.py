@@ -100,7 +100,7 @@ class _Parts:
 
 @v_args(meta=True)
 class ToIR(Transformer[Token, object]):
-    """Tree → list of IR instructions (stages are formed in ``stages.py``)."""
+    """Tree → list of IR instructions, in file order (``parse.py`` groups them into stages)."""
 
     def __init__(self, scanned: Scanned, escape: str) -> None:
         super().__init__(visit_tokens=False)

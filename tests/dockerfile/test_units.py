@@ -189,3 +189,14 @@ def test_check_error_true_turns_a_warning_into_an_error() -> None:
     with pytest.raises(DockerfileSyntaxError, match="MaintainerDeprecated"):
         parse("# check=error=true\nFROM a\nMAINTAINER me\n")
     assert parse("# check=error=true\nFROM a\n").warnings == ()
+
+
+@pytest.mark.parametrize(("syntax", "warned"), [
+    ("docker/dockerfile:1", False),
+    ("docker/dockerfile:1.7-labs", False),
+    ("docker.io/docker/dockerfile-upstream:master", False),
+    ("docker/dockerfile@sha256:" + "a" * 64, False),
+    ("example.com/my/frontend:2", True),
+])
+def test_syntax_directive_naming_another_frontend_is_a_warning(syntax: str, warned: bool) -> None:
+    assert (rules(f"# syntax={syntax}\nFROM a\n") == [("UnsupportedSyntax", 1)]) is warned
