@@ -1,0 +1,54 @@
+"""Images rootless builds run under rootless podman with the same output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.build.buildhelp import build, run_output
+from tests.helpers import runner, which
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+EXAMPLES = ("whiteout", "heredoc", "multistage", "metadata")
+
+
+def podman_env(tmp: Path) -> dict[str, str]:
+    """Our own podman configuration and storage in TMP, never the user's."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "containers.conf").write_text(
+        '[containers]\nnetns = "none"\n'
+        '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
+    (tmp / "storage.conf").write_text(
+        f'[storage]\ndriver = "vfs"\ngraphroot = "{tmp}/graph"\nrunroot = "{tmp}/run"\n')
+    runtime = tmp / "xdg-runtime"
+    runtime.mkdir(mode=0o700)
+    return {**os.environ, "CONTAINERS_CONF": str(tmp / "containers.conf"),
+            "CONTAINERS_STORAGE_CONF": str(tmp / "storage.conf"),
+            "XDG_RUNTIME_DIR": str(runtime), "HOME": str(tmp)}
+
+
+def test_built_images_run_under_podman(tmp_path: Path, busybox_tar: Path) -> None:
+    podman = which("podman")
+    which("runc")
+    rl = runner(tmp_path / "store")
+    rl("import", busybox_tar, "busybox")
+    ctx = tmp_path / "context"
+    ctx.mkdir()
+    ours = {}
+    for name in EXAMPLES:
+        build(rl, ctx, name, "-t", f"interop-{name}")
+        ours[name] = run_output(rl, f"interop-{name}")
+    archive = tmp_path / "images.tar"
+    rl("save", "-o", archive, *(f"interop-{name}" for name in EXAMPLES))
+    env = podman_env(tmp_path / "podman")
+    subprocess.run([podman, "load", "-q", "-i", str(archive)], env=env, check=True,
+                   capture_output=True, timeout=300)
+    for name in EXAMPLES:
+        res = subprocess.run([podman, "run", "--rm", "--network=none", f"interop-{name}"],
+                             env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == ours[name], name
