@@ -321,3 +321,43 @@ def test_import_sets_canonical_config(store_root: Path, rootless: Rootless,
                      "-c", "VOLUME /data", "-c", "STOPSIGNAL SIGINT",
                      busybox_tar, env={"SOURCE_DATE_EPOCH": "1700000000"}).stdout.strip()
     assert again == image_id  # reproducible
+
+
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_save_load_round_trip_through_pipes(rootless: Rootless, store_root: Path,
+                                            busybox_tar: Path, tmp_path: Path,
+                                            fmt: str) -> None:
+    import gzip
+    import subprocess as sp
+    image_id = rootless("import", "-c", "CMD sh", busybox_tar, "busybox:1").stdout.strip()
+    rootless("tag", "busybox:1", "registry.example:5000/bb:2")
+    proc = sp.run(["rootless", "--root", str(store_root), "save", "--format", fmt,
+                   "busybox:1", "registry.example:5000/bb:2"], capture_output=True, check=True)
+    archive = proc.stdout
+    assert archive[257:262] == b"ustar"
+    other = tmp_path / "other-store"
+    from tests.helpers import runner
+    loaded = runner(other)("load", input=gzip.compress(archive)).stdout
+    assert set(loaded.splitlines()) == {"Loaded image: busybox:1",
+                                        "Loaded image: registry.example:5000/bb:2"}
+    [info] = json.loads(runner(other)("image", "inspect", "registry.example:5000/bb:2").stdout)
+    assert info["Id"] == image_id and set(info["RepoTags"]) == {
+        "busybox:1", "registry.example:5000/bb:2"}
+    # Saved by ID, an image has no names; loaded, it is dangling.
+    by_id = runner(tmp_path / "third")
+    proc = sp.run(["rootless", "--root", str(store_root), "save", "--format", fmt,
+                   image_id[7:19]], capture_output=True, check=True)
+    assert by_id("load", input=proc.stdout).stdout == f"Loaded image ID: {image_id}\n"
+    assert by_id("images").stdout.splitlines()[1].split()[:3] == [
+        "<none>", "<none>", image_id[7:19]]
+
+
+def test_failed_save_keeps_the_old_output(rootless: Rootless, busybox_tar: Path,
+                                                      tmp_path: Path) -> None:
+    rootless("import", busybox_tar, "busybox")
+    out = tmp_path / "out.tar"
+    out.write_bytes(b"previous")
+    res = rootless("save", "-o", out, "busybox", "nosuch", check=False)
+    assert res.returncode != 0 and "No such image: nosuch" in res.stderr
+    assert out.read_bytes() == b"previous"  # replaced only when complete
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.tar")] == []
