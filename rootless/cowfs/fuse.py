@@ -46,7 +46,7 @@ fuse.fuse_python_api = (0, 2)
 MOUNT_OPTIONS = ",".join([
     "fsname=rootless", "subtype=cowfs", "default_permissions", "allow_other", "use_ino",
     "big_writes", "max_write=131072", "max_read=131072", "entry_timeout=60",
-    "negative_timeout=60", "attr_timeout=1", "nodev",
+    "negative_timeout=60", "attr_timeout=60", "nodev",
 ])
 _READY_TIMEOUT = 20.0
 CHANGES_XATTR = "user.rootless.changes"
@@ -167,9 +167,6 @@ class CowFuse(fuse.Fuse):
                             f_bfree=st.f_bfree, f_bavail=st.f_bavail, f_files=st.f_files,
                             f_ffree=st.f_ffree, f_favail=st.f_favail, f_namemax=st.f_namemax)
 
-    def access(self, path: str, mode: int) -> None:
-        self.union.get(path)  # permissions: the kernel checks them (default_permissions)
-
     def _owner(self) -> tuple[int, int] | None:
         context = self.GetContext()
         uid, gid = context.get("uid", 0), context.get("gid", 0)
@@ -282,9 +279,8 @@ class CowFuse(fuse.Fuse):
         return handle
 
     def create(self, path: str, flags: int, mode: int) -> _Handle:
-        fd = self.union.create_file(path, flags, mode, self._owner())
-        entry = self.union.get(path)
-        return _Handle(fd, path, entry.real, False)
+        fd, real = self.union.create_file(path, flags, mode, self._owner())
+        return _Handle(fd, path, real, False)
 
     def read(self, path: str, size: int, offset: int, fh: _Handle) -> bytes:
         return os.pread(fh.fd, size, offset)
@@ -294,9 +290,6 @@ class CowFuse(fuse.Fuse):
 
     def ftruncate(self, path: str, size: int, fh: _Handle) -> None:
         os.ftruncate(fh.fd, size)
-
-    def flush(self, path: str, fh: _Handle) -> None:
-        return None
 
     def fsync(self, path: str, datasync: int, fh: _Handle) -> None:
         if datasync:
@@ -450,7 +443,12 @@ def _server(lowers: list[Path], upper: Path, work: Path, target: Path, ready_w: 
     server = CowFuse(union, ready_w, work / CHANGES_FILE, dash_s_do="setsingle")
     debug = ["-d"] if os.environ.get("ROOTLESS_FUSE_DEBUG") else []
     server.parse([str(target), "-f", "-s", *debug, "-o", MOUNT_OPTIONS], errex=1)
-    server.main()
+    profile = os.environ.get("ROOTLESS_FUSE_PROFILE")
+    if profile:  # a developer's view of where server time goes
+        import cProfile
+        cProfile.runctx("server.main()", globals(), {"server": server}, profile)
+    else:
+        server.main()
 
 
 class FuseHandle(MountHandle):

@@ -65,6 +65,7 @@ class Union:
         self.lowers = [str(p) for p in lowers]
         self.layers = ([self.upper] if self.upper else []) + self.lowers
         self._dirs: dict[str, tuple[str, ...]] = {}
+        self._lower_shown: dict[str, Presented] = {}
         self.lock = threading.Lock()
         self.created: set[str] = set()
         self.modified: set[str] = set()
@@ -165,7 +166,13 @@ class Union:
         return sorted((name, kind, ino) for name, (kind, ino) in seen.items())
 
     def shown(self, entry: Entry) -> Presented:
-        return presented(entry.real, entry.st)
+        if entry.in_upper:
+            return presented(entry.real, entry.st)
+        # Lower layers never change: their presented ownership is read once.
+        cached = self._lower_shown.get(entry.real)
+        if cached is None:
+            cached = self._lower_shown[entry.real] = presented(entry.real, entry.st)
+        return cached
 
     def in_lowers(self, path: str) -> bool:
         """Whether a lower layer has PATH visible (so deleting it needs a whiteout)."""
@@ -300,17 +307,24 @@ class Union:
         return target
 
     def create_file(self, path: str, flags: int, mode: int,
-                    owner: tuple[int, int] | None) -> int:
+                    owner: tuple[int, int] | None) -> tuple[int, str]:
+        """Create regular file PATH (or open it, without O_EXCL): (fd, real path)."""
         existing = self.lookup(path)
         if existing is not None:
             if flags & os.O_EXCL:
                 raise _err(errno.EEXIST, path)
-            return os.open(self.copy_up(path).real, flags & ~os.O_EXCL | os.O_CLOEXEC)
+            real = self.copy_up(path).real
+            return os.open(real, flags & ~os.O_EXCL | os.O_CLOEXEC), real
         target, _ = self.place(path)
         fd = os.open(target, flags | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        self.set_mode_owner(target, stat.S_IFREG, mode & 0o7777, owner)
+        mode &= 0o7777
+        disk_mode = owner_writable_mode(mode, False)
+        if disk_mode != 0o600:
+            os.fchmod(fd, disk_mode)
+        if owner is not None or disk_mode != mode:
+            write_override(target, Override(*(owner or (0, 0)), mode))
         self.note("created", path)
-        return fd
+        return fd, target
 
     def symlink(self, link_target: str, path: str, owner: tuple[int, int] | None) -> None:
         if self.lookup(path) is not None:
@@ -432,6 +446,9 @@ class Union:
         shown = self.shown(entry)
         uid = shown.uid if uid in (-1, 0xFFFFFFFF) else uid
         gid = shown.gid if gid in (-1, 0xFFFFFFFF) else gid
+        if (uid, gid) == (shown.uid, shown.gid) and shown.mode & 0o6000 == 0:
+            self.note("modified", path)
+            return  # e.g. tar restoring root ownership on a file root just made
         if shown.fmt == stat.S_IFLNK:
             if self.privileged:
                 with contextlib.suppress(OSError):

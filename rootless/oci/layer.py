@@ -140,7 +140,7 @@ class Presented:
 def presented(path: Path | str, st: os.stat_result) -> Presented:
     """Apply the override xattr (if any) to what lstat says."""
     fmt = stat.S_IFMT(st.st_mode)
-    uid, gid = _namespace_id(st.st_uid, os.getuid()), _namespace_id(st.st_gid, os.getgid())
+    uid, gid = _namespace_id(st.st_uid, _OWN_UID), _namespace_id(st.st_gid, _OWN_GID)
     override = read_override(path) if fmt in (stat.S_IFREG, stat.S_IFDIR) else None
     if override is None:
         return Presented(fmt, uid, gid, stat.S_IMODE(st.st_mode), st.st_rdev)
@@ -153,6 +153,9 @@ def presented(path: Path | str, st: os.stat_result) -> Presented:
     if disk_mode != owner_writable_mode(mode, fmt == stat.S_IFDIR):
         mode = disk_mode  # changed on disk by a driver that does not know overrides
     return Presented(fmt, override.uid, override.gid, mode, st.st_rdev)
+
+
+_OWN_UID, _OWN_GID = os.getuid(), os.getgid()
 
 
 def _namespace_id(on_disk: int, own: int) -> int:
