@@ -6,7 +6,9 @@
 4. Download the config and the missing layers in parallel, each streamed into a
    store blob writer that verifies the digest before the blob exists.
 5. Record the manifest and its tag under the store lock, last: on any failure
-   before that, no image appears and no partial blob is left behind.
+   before that no image or tag appears and no incomplete blob is left behind
+   (layers that did complete stay as verified blobs, as Docker keeps them, so
+   the next attempt skips them).
 """
 
 from __future__ import annotations
