@@ -28,6 +28,7 @@ from rootless.errors import DockerfileSyntaxError, Location
 
 _HEREDOC_INSTRUCTIONS = frozenset(("run", "copy", "add"))
 _LEADING_TABS = re.compile(r"(?m)^\t+")
+_MAX_LINE = 2**63  # sorts after any (offset, line, column) piece with the same offset
 
 
 @cache
@@ -52,8 +53,7 @@ class LogicalLine:
 
     def position(self, offset: int) -> tuple[int, int]:
         """The physical (line, 1-based column) of ``text[offset]``."""
-        starts = [p[0] for p in self.pieces]
-        index = max(bisect.bisect_right(starts, offset) - 1, 0)
+        index = max(bisect.bisect_right(self.pieces, (offset, _MAX_LINE)) - 1, 0)
         start, line, column = self.pieces[index]
         return line, column + (offset - start) + 1
 
@@ -111,11 +111,13 @@ def scan(text: str, escape: str = "\\", filename: str = "Dockerfile") -> Scanned
         stripped = content.lstrip()
         if stripped.startswith("#"):
             continue
-        joined, more = _trim(stripped, continuation)
-        if not more and not joined:
+        first, more = _trim(stripped, continuation)
+        if not more and not first:
             continue
         start = i
         pieces = [(0, i, len(content) - len(stripped))]
+        parts = [first]
+        length = len(first)
         empty: list[int] = []
         while more and i < n:
             content = physical[i]
@@ -127,8 +129,10 @@ def scan(text: str, escape: str = "\\", filename: str = "Dockerfile") -> Scanned
             if bare.startswith("#"):
                 continue
             piece, more = _trim(content, continuation)
-            pieces.append((len(joined), i, 0))
-            joined += piece
+            pieces.append((length, i, 0))
+            parts.append(piece)
+            length += len(piece)
+        joined = "".join(parts)
         if not joined.strip():
             continue  # only continuation characters: nothing to parse
         logical = LogicalLine(joined, start, i, tuple(pieces), (), tuple(empty))
