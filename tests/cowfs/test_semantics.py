@@ -241,3 +241,43 @@ def test_diff_of_upper_has_exactly_the_changes(stack: Stack, driver: str) -> Non
     if changes is not None:
         for path in ("dir/x", "keep", "n/f"):  # itself, or a whole new directory above it
             assert any(path == c or path.startswith(c + "/") for c in changes.paths())
+
+
+def test_copy_up_on_truncate_xattr_and_utimes_leaves_lowers_alone(
+        stack: Stack, driver: str) -> None:
+    before = {p: (p.read_bytes(), os.stat(p).st_mtime_ns)
+              for p in (stack.lowers[0] / "a", stack.lowers[0] / "dir/x",
+                        stack.lowers[0] / "keep")}
+    def scenario(root: Path) -> tuple[int, bytes, int]:
+        os.truncate(root / "a", 1)
+        os.setxattr(root / "dir" / "x", "user.tag", b"v")
+        os.utime(root / "keep", (5, 5))
+        return (os.stat(root / "a").st_size, os.getxattr(root / "dir" / "x", "user.tag"),
+                os.stat(root / "keep").st_mtime_ns)
+    (size, tag, mtime), _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert (size, tag, mtime) == (1, b"v", 5_000_000_000)
+    after = {p: (p.read_bytes(), os.stat(p).st_mtime_ns) for p in before}
+    assert after == before
+    assert {"a", "dir", "keep"} <= set(os.listdir(stack.upper))
+
+
+def test_rename_file_over_lower_file_and_rmdir_rules(stack: Stack, driver: str) -> None:
+    def scenario(root: Path) -> tuple[bytes, bool, int]:
+        os.rename(root / "keep", root / "a")
+        try:
+            os.rmdir(root / "dir")
+            code = 0
+        except OSError as exc:
+            code = exc.errno or 0
+        return (root / "a").read_bytes(), (root / "keep").exists(), code
+    (data, keep_exists, code), _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert data == b"keep" and not keep_exists and code == errno.ENOTEMPTY
+
+
+def test_whiteouts_never_show_through_the_mount(stack: Stack, driver: str) -> None:
+    def scenario(root: Path) -> list[str]:
+        os.unlink(root / "a")
+        shutil.rmtree(root / "dir")
+        return sorted(name for _, dirs, files in os.walk(root) for name in dirs + files)
+    names, _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert not any(n.startswith(".wh.") or n in ("a", "dir", "x", "sub") for n in names)
