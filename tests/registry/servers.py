@@ -275,6 +275,8 @@ class Faults:
     drops: int = 0                      # how many blob GETs to cut
     corrupt_blobs: bool = False         # flip a byte in every blob body
     corrupt_manifests: bool = False     # add a byte to every manifest body
+    hide_head_digest: bool = False      # HEAD answers without Docker-Content-Digest
+    refuse_list_accept: bool = False    # 404 a manifest request that accepts lists
     errors_500: int = 0                 # answer this many requests with 500
     error_paths: str = "/blobs/"        # ... whose path contains this
     status_429: bool = False            # answer everything with Docker Hub's 429
@@ -328,6 +330,11 @@ class FaultyProxy:
                                 {"ratelimit-limit": "100;w=21600",
                                  "ratelimit-remaining": "0;w=21600"})
                     return
+                if (faults.refuse_list_accept and "/manifests/" in self.path
+                        and "list" in self.headers.get("Accept", "")):
+                    self._reply(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN",'
+                                     b'"message":"manifest unknown"}]}')
+                    return
                 if faults.error_paths in self.path and proxy._take("errors_500"):
                     self._reply(500, b'{"errors":[{"code":"UNKNOWN","message":"boom"}]}')
                     return
@@ -349,6 +356,8 @@ class FaultyProxy:
                 out_headers = {k: v for k, v in resp.getheaders()
                                if k.lower() not in ("connection", "transfer-encoding",
                                                     "content-length")}
+                if faults.hide_head_digest and self.command == "HEAD":
+                    out_headers.pop("Docker-Content-Digest", None)
                 if (faults.corrupt_manifests and self.command == "GET"
                         and "/manifests/" in self.path and resp.status == 200):
                     data += b" "

@@ -25,7 +25,9 @@ Faulty = Callable[[Faults], FaultyProxy]
 def pushed(registry: Registry, rootless: Rootless, store_root: Path,
            seed_image: SeedImage, request: pytest.FixtureRequest) -> tuple[str, str]:
     """An image in the open registry: (repository path, manifest digest)."""
-    repo = f"hostile/{request.node.name.replace('_', '-')[:40]}"
+    import re
+
+    repo = "hostile/" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:50].strip("-")
     digest = seed_image(store_root, f"{registry.host}/{repo}:1", extra_layers=1)
     rootless("push", f"{registry.host}/{repo}:1")
     return repo, digest
@@ -124,7 +126,7 @@ def test_manifest_with_a_wrong_digest_is_refused(
 
 def test_push_survives_upload_errors(registry: Registry, faulty: Faulty, rootless: Rootless,
                                      store_root: Path, seed_image: SeedImage) -> None:
-    faults = Faults(errors_500=3, error_paths="/blobs/uploads/")
+    faults = Faults(errors_500=2, error_paths="/blobs/uploads/")
     proxy = faulty(faults)
     ref = f"{proxy.host}/hostile/upload:1"
     digest = seed_image(store_root, ref, extra_layers=1)
@@ -151,3 +153,15 @@ def test_debug_output_never_shows_secrets(basic_registry: Registry, rootless: Ro
     secret = base64.b64encode(f"alice:{USERS['alice']}".encode()).decode()
     for text in (USERS["alice"], secret, "_state="):
         assert text not in result.stdout + result.stderr  # ... without credentials
+
+
+@pytest.mark.parametrize("faults", [Faults(hide_head_digest=True),
+                                    Faults(refuse_list_accept=True)],
+                         ids=["no-digest-on-head", "404-for-list-accept"])
+def test_awkward_registries_still_work(pushed: tuple[str, str], faulty: Faulty, tmp_path: Path,
+                                       rootless_at: Callable[[Path], Rootless],
+                                       faults: Faults) -> None:
+    repo, digest = pushed
+    proxy = faulty(faults)
+    result = rootless_at(tmp_path / "other")("pull", f"{proxy.host}/{repo}:1")
+    assert f"Digest: {digest}" in result.stdout

@@ -317,6 +317,8 @@ def test_single_manifest_of_another_platform_warns(
     result = rootless_at(tmp_path / "other")("pull", ref)
     assert "WARNING: The requested image's platform (linux/s390x) does not match" \
         in result.stderr
+    asked = rootless_at(tmp_path / "asked")("pull", "--platform", "linux/arm64", ref)
+    assert "is linux/s390x, not the requested platform linux/arm64" in asked.stderr
 
 
 def test_chunked_upload_keeps_the_digest(registry: Registry, store_root: Path, tmp_path: Path,
