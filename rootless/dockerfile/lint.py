@@ -47,7 +47,7 @@ def lint(dockerfile: Dockerfile, scanned: Scanned) -> tuple[LintWarning, ...]:
         first = found[0]
         raise DockerfileSyntaxError(
             f"{first.message} ({first.rule}; the check directive sets error=true)", first.loc,
-            source_line=scanned.source(first.loc.line))
+            source_line=scanned.source(first.loc.line, first.loc.column))
     return tuple(found)
 
 

@@ -71,17 +71,21 @@ class Scanned:
     def error(self, message: str, line: LogicalLine, offset: int = 0) -> DockerfileSyntaxError:
         number, column = line.position(offset)
         loc = Location(self.filename, number, column, line.end_line)
-        return DockerfileSyntaxError(message, loc, source_line=self.source(number))
+        return DockerfileSyntaxError(message, loc, source_line=self.source(number, column))
 
-    def source(self, number: int) -> str:
+    def source(self, number: int, column: int = 1) -> str:
         text = self.physical[number - 1] if 0 < number <= len(self.physical) else ""
-        return printable_line(text)
+        return printable_line(text, column)
 
 
-def printable_line(text: str) -> str:
+def printable_line(text: str, column: int = 1) -> str:
     """The line as shown above a caret: one visible cell per character, so tabs (which
-    would move the caret) become spaces and control characters become U+FFFD."""
-    return "".join(" " if ch == "\t" else ch if ch.isprintable() else "\ufffd" for ch in text)
+    would move the caret) become spaces and control characters become U+FFFD; a long
+    line is cut some way after the caret's column."""
+    keep = max(column + 60, 120)
+    tail = " …" if len(text) > keep else ""
+    return "".join(" " if ch == "\t" else ch if ch.isprintable() else "\ufffd"
+                   for ch in text[:keep]) + tail
 
 
 def physical_lines(text: str) -> list[str]:
@@ -242,7 +246,7 @@ def _read_heredocs(
             body.append(line)
         else:
             number, column = logical.position(marker.offset)
-            source = printable_line(physical[number - 1])
+            source = printable_line(physical[number - 1], column)
             raise DockerfileSyntaxError(
                 f"unterminated heredoc {marker.word} started at line {number}",
                 Location(filename, number, column, len(raw)), source_line=source)

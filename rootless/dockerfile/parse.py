@@ -123,4 +123,4 @@ def _stages(
 
 def _error_at(scanned: Scanned, instruction: Instruction, message: str) -> DockerfileSyntaxError:
     loc = instruction.loc
-    return DockerfileSyntaxError(message, loc, source_line=scanned.source(loc.line))
+    return DockerfileSyntaxError(message, loc, source_line=scanned.source(loc.line, loc.column))

@@ -273,7 +273,8 @@ def _name_values(p: _Parts) -> tuple[tuple[KeyValue, ...], bool]:
     for word in words:
         key, sep, value = word.text.partition("=")
         if not sep:
-            raise p.error(f"can't find = in {word.text!r}: {p.keyword} takes name=value "
+            shown = word.text if len(word.text) <= 40 else word.text[:40] + "…"
+            raise p.error(f"can't find = in {shown!r}: {p.keyword} takes name=value "
                           "pairs (quote values that contain spaces)",
                           p.args_offset + word.offset)
         if not key:
