@@ -58,6 +58,8 @@ def unknown_instruction(
 ) -> DockerfileSyntaxError:
     name = word
     shown = name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+    if len(shown) > 40:
+        shown = shown[:40] + "…"
     # Suggest from the part before any Unicode space too: "RUN\u00a0echo" means RUN.
     word = name.split()[0] if name.split() else name
     message = f"unknown instruction: {shown}{did_you_mean(word.upper(), INSTRUCTION_NAMES)}"
