@@ -412,3 +412,35 @@ def test_foreign_layer_is_fetched_from_its_url_and_not_pushed(
         registry.stop()
         server.shutdown()
         server.server_close()
+
+
+def test_pull_on_a_terminal_draws_layer_lines(registry: Registry, rootless: Rootless,
+                                              store_root: Path, tmp_path: Path,
+                                              seed_image: SeedImage) -> None:
+    import os
+    import pty
+
+    ref = f"{registry.host}/tty/busybox:1"
+    seed_image(store_root, ref, extra_layers=1)
+    rootless("push", ref)
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(["rootless", "--root", str(tmp_path / "other"), "pull", ref],
+                                stdout=follower, stderr=subprocess.DEVNULL)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(leader)
+    out = b"".join(chunks).decode(errors="replace")
+    assert proc.wait(timeout=120) == 0, out
+    assert "\x1b[" in out and "\x1b[2K" in out  # lines redrawn in place
+    assert "Pull complete" in out
+    assert "Status: Downloaded newer image for" in out
