@@ -506,6 +506,22 @@ class FuseHandle(MountHandle):
             os.waitpid(self.pid, 0)
 
 
+def _detach(keep: int) -> None:
+    """Make the server child independent of its owner's terminal and pipes.
+
+    Its own session keeps a Ctrl-C for the container away from it, and closing
+    inherited descriptors keeps it from holding the owner's pipes open (a
+    caller waiting for EOF on ``rootless run``'s stdout must not wait for it).
+    """
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 1 << 16)
+
+
 def mount_fuse(lowers: list[Path], upper: Path, work: Path, target: Path) -> FuseHandle:
     ready_r, ready_w = os.pipe()
     sys.stdout.flush()
@@ -515,6 +531,7 @@ def mount_fuse(lowers: list[Path], upper: Path, work: Path, target: Path) -> Fus
         code = 1
         try:
             os.close(ready_r)
+            _detach(ready_w)
             _server(lowers, upper, work, target, ready_w)
             code = 0
         except BaseException as exc:  # the parent reports it: it sees no "ready"
