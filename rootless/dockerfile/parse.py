@@ -1,8 +1,10 @@
-"""Text → Lark tree, with Lark's exceptions turned into ``DockerfileSyntaxError``.
+"""Dockerfile text → IR: the pipeline, and Lark's exceptions as ``DockerfileSyntaxError``.
 
-The LALR parser is built once (``functools.cache``) from the grammar shipped as
-package data. It reads the logical lines produced by ``logical.scan``, one per line;
-a Lark position is mapped back to the physical file through the logical line.
+``parse`` runs: directives (escape char) → ``logical.scan`` (continuations, comments,
+heredocs) → the LALR grammar over the logical lines → ``transform`` (IR instructions)
+→ stages → ``lint`` warnings. The parser is built once (``functools.cache``) from the
+grammar shipped as package data; a Lark position maps back to the physical file
+through its logical line.
 """
 
 from __future__ import annotations
@@ -54,15 +56,14 @@ def _translate(exc: UnexpectedInput, scanned: Scanned) -> DockerfileSyntaxError:
 
 
 def unknown_instruction(
-    scanned: Scanned, line: LogicalLine, offset: int, word: str
+    scanned: Scanned, line: LogicalLine, offset: int, name: str
 ) -> DockerfileSyntaxError:
-    name = word
     shown = name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
     if len(shown) > 40:
         shown = shown[:40] + "…"
     # Suggest from the part before any Unicode space too: "RUN\u00a0echo" means RUN.
-    word = name.split()[0] if name.split() else name
-    message = f"unknown instruction: {shown}{did_you_mean(word.upper(), INSTRUCTION_NAMES)}"
+    head = name.split()[0] if name.split() else name
+    message = f"unknown instruction: {shown}{did_you_mean(head.upper(), INSTRUCTION_NAMES)}"
     return scanned.error(message, line, offset)
 
 
