@@ -6,7 +6,8 @@ insecure by default, as are hosts named in ``--tls-verify=false`` or the
 or ``ROOTLESS_INSECURE_REGISTRIES``). For an insecure host HTTPS is tried first
 without checking the certificate, then plain HTTP. A CA for one host lives in
 ``$XDG_CONFIG_HOME/rootless/certs.d/HOST[:PORT]/ca.crt`` (Docker's certs.d
-layout; ``*.cert``/``*.key`` pairs there are client certificates).
+layout; ``*.cert``/``*.key`` pairs there are client certificates); podman's and
+Docker's certs.d directories are read when ours has nothing for the host.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class TLSPolicy:
 
 def tls_policy(host: str, tls_verify: bool | None = None) -> TLSPolicy:
     """How to talk to ``host``; ``tls_verify`` is the user's --tls-verify, if given."""
-    certs = config_home() / "certs.d" / host
+    certs = certs_dir(host)
     ca = certs / "ca.crt"
     client_cert = None
     if certs.is_dir():
@@ -95,6 +96,16 @@ def tls_policy(host: str, tls_verify: bool | None = None) -> TLSPolicy:
     if tls_verify is None and (is_local_host(host) or host in configured_insecure_registries()):
         return TLSPolicy(False, client_cert, allow_http=True)
     return TLSPolicy(str(ca) if ca.exists() else True, client_cert)
+
+
+def certs_dir(host: str) -> Path:
+    """The certs.d directory for ``host``: ours first, then those podman and Docker read."""
+    ours = config_home() / "certs.d" / host
+    for base in (ours.parent, Path.home() / ".config" / "containers" / "certs.d",
+                 Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d")):
+        if (base / host).is_dir():
+            return base / host
+    return ours
 
 
 def api_host(host: str) -> str:
