@@ -85,12 +85,43 @@ _probed: dict[tuple[str, int], str | None] = {}
 
 
 def unavailable(name: str, where: Path | None = None) -> str | None:
-    """Why driver NAME cannot work here (None: it works). Results are cached."""
+    """Why driver NAME cannot work here (None: it works).
+
+    Cached in memory and, for the costly overlayfs probe (a namespace and a
+    mount), in $XDG_RUNTIME_DIR: that lives until reboot, as the kernel does.
+    """
     base = where if where is not None and where.exists() else Path(tempfile.gettempdir())
     key = (name, os.stat(base).st_dev)
     if key not in _probed:
-        _probed[key] = _check(name, base)
+        _probed[key] = _cached_check(name, base, key[1])
     return _probed[key]
+
+
+def _probe_cache() -> Path | None:
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(runtime) / "rootless" / "cowfs-probe.json" if runtime else None
+
+
+def _cached_check(name: str, base: Path, device: int) -> str | None:
+    if name != "overlay":
+        return _check(name, base)
+    import json
+
+    cache = _probe_cache()
+    key = f"{os.uname().release}:{device}:{name}"
+    known: dict[str, str | None] = {}
+    if cache is not None:
+        with contextlib.suppress(OSError, ValueError):
+            known = json.loads(cache.read_text())
+        if isinstance(known, dict) and key in known:
+            return known[key]
+    result = _check(name, base)
+    if cache is not None:
+        with contextlib.suppress(OSError):
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            from rootless.fsutil import atomic_write
+            atomic_write(cache, json.dumps({**known, key: result}).encode())
+    return result
 
 
 def _check(name: str, base: Path) -> str | None:
