@@ -200,3 +200,26 @@ def test_check_error_true_turns_a_warning_into_an_error() -> None:
 ])
 def test_syntax_directive_naming_another_frontend_is_a_warning(syntax: str, warned: bool) -> None:
     assert (rules(f"# syntax={syntax}\nFROM a\n") == [("UnsupportedSyntax", 1)]) is warned
+
+
+def test_the_dockerfile_package_stays_pure() -> None:
+    """No files, network, processes or environment in rootless/dockerfile (the CLI reads)."""
+    import ast
+    from pathlib import Path
+
+    import rootless.dockerfile
+
+    forbidden_modules = {"os", "subprocess", "socket", "requests", "shutil", "pathlib", "io"}
+    for path in Path(rootless.dockerfile.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                names = {(node.module or "").split(".")[0]}
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id != "open", f"{path.name}:{node.lineno} opens a file"
+                continue
+            else:
+                continue
+            assert not names & forbidden_modules, f"{path.name}:{node.lineno} imports {names}"
