@@ -32,7 +32,7 @@ FLAGS: dict[str, dict[str, Kind]] = {
              "link": Kind.BOOL, "parents": Kind.BOOL, "exclude": Kind.MULTI},
     "ADD": {"chown": Kind.STRING, "chmod": Kind.STRING, "link": Kind.BOOL,
             "parents": Kind.BOOL, "exclude": Kind.MULTI, "checksum": Kind.STRING,
-            "keep-git-dir": Kind.BOOL},
+            "keep-git-dir": Kind.BOOL, "unpack": Kind.BOOL},
     "HEALTHCHECK": {"interval": Kind.STRING, "timeout": Kind.STRING,
                     "start-period": Kind.STRING, "start-interval": Kind.STRING,
                     "retries": Kind.STRING},
@@ -91,6 +91,10 @@ class FlagValues:
 
     def multi(self, name: str) -> list[tuple[str, int]]:
         return [(f.value or "", f.offset) for f in self.repeated.get(name, [])]
+
+    def optional_boolean(self, name: str) -> bool | None:
+        """None when the flag is absent (the instruction's default applies)."""
+        return self.boolean(name) if name in self.given else None
 
     def offset(self, name: str) -> int | None:
         flag = self.given.get(name)

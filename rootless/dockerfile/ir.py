@@ -171,6 +171,7 @@ class _FileCopy(Instruction):
     exclude: tuple[str, ...] = ()
     checksum: str | None = None  # ADD only
     keep_git_dir: bool = False  # ADD only
+    unpack: bool | None = None  # ADD only: --unpack=false keeps a local archive packed
     json_form: bool = False  # paths came from a JSON array (no quote processing)
     heredocs: tuple[Heredoc, ...] = ()  # sources named <<EOF are these bodies
 

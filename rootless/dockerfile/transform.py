@@ -388,6 +388,7 @@ def _file_copy(cls: type[Add] | type[Copy]) -> Callable[[_Parts], Instruction]:
             exclude=tuple(v for v, _ in values.multi("exclude")),
             checksum=values.string("checksum"),
             keep_git_dir=values.boolean("keep-git-dir"),
+            unpack=values.optional_boolean("unpack"),
             json_form=argv is not None,
             heredocs=p.line.heredocs if argv is None else (),
         )
