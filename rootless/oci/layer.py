@@ -530,6 +530,8 @@ def _write_tar(upper: Path, out: BinaryIO, paths: Iterable[str] | None,
                 tar.addfile(_info(_whiteout_name(rel), tarfile.REGTYPE, 0, 0, 0o644,
                                   _clamped(st.st_mtime_ns, clamp)))
                 continue
+            if stat.S_ISSOCK(st.st_mode):
+                continue  # sockets have no tar form; Docker leaves them out too
             info = _member(full, rel, st, clamp)
             if info.type == tarfile.REGTYPE and st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)

@@ -277,3 +277,15 @@ def test_user_xattrs_are_exported_private_ones_not(tmp_path: Path) -> None:
         headers = tar.getmember("f").pax_headers
     assert headers.get("SCHILY.xattr.user.mime") == "text/plain"
     assert not any("overlay" in key for key in headers)
+
+
+def test_diff_leaves_sockets_out(tmp_path: Path) -> None:
+    import socket
+    upper = tmp_path / "u"
+    upper.mkdir()
+    (upper / "f").write_text("x")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(upper / "sock"))
+        out = io.BytesIO()
+        diff(upper, out)
+    assert _names(out.getvalue()) == ["f"]
