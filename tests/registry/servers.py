@@ -129,6 +129,14 @@ def htpasswd_auth(workdir: Path, users: dict[str, str]) -> str:
     return f"auth:\n  htpasswd:\n    realm: rootless-test\n    path: {path}\n"
 
 
+def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """An HTTP server on a free 127.0.0.1 port, serving from a daemon thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 # -- TLS material made with the openssl CLI ------------------------------------------
 
 
@@ -172,10 +180,7 @@ class TokenServer:
         pem = self.cert.read_text()
         body = pem.split("-----BEGIN CERTIFICATE-----")[1].split("-----END CERTIFICATE-----")[0]
         self.x5c = "".join(body.split())
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = serve(self._handler())
 
     @property
     def realm(self) -> str:
@@ -290,10 +295,7 @@ class FaultyProxy:
         self.upstream = upstream
         self.faults = faults
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = serve(self._handler())
 
     @property
     def host(self) -> str:

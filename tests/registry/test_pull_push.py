@@ -368,12 +368,11 @@ def test_foreign_layer_is_fetched_from_its_url_and_not_pushed(
         seed_image: SeedImage, rootless: Rootless,
         rootless_at: Callable[[Path], Rootless]) -> None:
     import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import SimpleHTTPRequestHandler
 
     from rootless.reference import ImageReference
     from rootless.store import Store
-    from tests.registry.servers import start_registry
+    from tests.registry.servers import serve, start_registry
 
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
@@ -381,9 +380,7 @@ def test_foreign_layer_is_fetched_from_its_url_and_not_pushed(
 
     files = tmp_path / "cdn"
     files.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0),
-                                 functools.partial(Quiet, directory=str(files)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve(functools.partial(Quiet, directory=str(files)))
     registry = start_registry(tmp_path_factory.mktemp("registry-foreign"), extra=(
         "validation:\n  manifests:\n    urls:\n      allow:\n        - ^http://127\\.0\\.0\\.1\n"))
     try:
