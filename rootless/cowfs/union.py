@@ -425,10 +425,13 @@ class Union:
         # ID could not be read by a diff, nor removed, outside the namespace.
         on_disk = (uid, gid) == (st.st_uid, st.st_gid)
         disk_mode = owner_writable_mode(mode, kind == stat.S_IFDIR)
-        os.chmod(real, disk_mode)
+        if stat.S_IMODE(st.st_mode) != disk_mode:
+            os.chmod(real, disk_mode)
         kind_text = old.kind if old else None
         if not on_disk or disk_mode != mode or kind_text:
-            write_override(real, Override(uid, gid, mode, kind_text))
+            record = Override(uid, gid, mode, kind_text)
+            if record != old:
+                write_override(real, record)
         elif old is not None:
             os.removexattr(real, "user.rootless.override_stat")
 
