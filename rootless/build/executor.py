@@ -280,13 +280,29 @@ class Builder:
                 if not any(upper.iterdir()):
                     return False
                 diff(upper, tar_path, epoch=epoch)
+                _to_unprivileged_form(upper)
                 return True
 
             layer = None
             if call_in_namespace(self.mapping, make_tar):
                 with open(tar_path, "rb") as f:
                     layer = self.store.put_layer(f)
+                self._promote(upper, layer)
         return cfgmod.apply_layer(state, step, layer, self.now())
+
+    def _promote(self, upper: Path, layer: LayerInfo) -> None:
+        """Keep the step's upper directory as the layer's unpacked form.
+
+        It holds exactly the layer, in the on-disk form ``oci.layer.extract``
+        writes, so the next step need not unpack the tar we just wrote (nor we
+        delete thousands of files): one rename on the same filesystem.
+        """
+        dest = self.store.layer_dir(layer.diff_id)
+        if dest.exists():
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.rename(upper, dest)  # losing a race to another unpack is fine
 
     @contextlib.contextmanager
     def _cleared_in_namespace(self, scratch: Path) -> Iterator[None]:
@@ -295,7 +311,10 @@ class Builder:
         try:
             yield
         finally:
-            if self.mapping.mode == "full":
+            try:
+                _clear_directory(scratch)
+            except PermissionError:
+                # full ID mapping: files of subordinate IDs only the namespace may delete
                 with contextlib.suppress(RootlessError):
                     call_in_namespace(self.mapping, lambda: _clear_directory(scratch))
 
@@ -516,6 +535,34 @@ def _binfmt_registered(arch: str) -> bool:
     except OSError:
         return False
     return text.startswith("enabled")
+
+
+def _to_unprivileged_form(tree: Path) -> None:
+    """Rewrite TREE (inside the namespace) as an unprivileged extraction leaves a layer:
+    everything owned by the namespace's root (the user outside), other owners and
+    owner-locking modes recorded in the ``oci.layer`` override attribute; so the
+    store can delete it without the namespace and every cowfs driver reads it alike."""
+    from rootless.oci.layer import Override, owner_writable_mode, read_override, write_override
+
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for name in [*dirnames, *filenames]:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISLNK(st.st_mode):
+                if st.st_uid or st.st_gid:
+                    os.lchown(path, 0, 0)  # as extract: symlink owners are not kept
+                continue
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                continue  # whiteouts (0:0 devices), fifos: kept as they are
+            is_dir = stat.S_ISDIR(st.st_mode)
+            disk_mode = owner_writable_mode(mode, is_dir)
+            if (st.st_uid or st.st_gid or disk_mode != mode) and read_override(path) is None:
+                write_override(path, Override(st.st_uid, st.st_gid, mode))
+            if st.st_uid or st.st_gid:
+                os.lchown(path, 0, 0)
+            if disk_mode != mode:
+                os.chmod(path, disk_mode)
 
 
 def _clear_directory(path: Path) -> None:
