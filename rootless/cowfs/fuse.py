@@ -267,10 +267,7 @@ class CowFuse(fuse.Fuse):
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC
         if writing:
             real = self._copied_up(path)
-            if flags & os.O_TRUNC:
-                self.union.note("modified", path)
-            else:
-                self.union.note("modified", path)
+            self.union.note("modified", path)
             return _Handle(os.open(real, clean), path, real, False)
         entry = self.union.get(path)
         handle = _Handle(os.open(entry.real, clean), path, entry.real, not entry.in_upper)
