@@ -15,6 +15,10 @@ fuse-python 1.0.9 passes utimens seconds as a C int (dates after 2038 wrap)
 and never sets libfuse's ``utime_omit_ok``, so ``touch -m`` and ``cp -p``
 would be dropped. ``_LibfusePatch`` replaces utimens and getattr inside
 libfuse with ctypes callbacks that see the real ``struct timespec`` values.
+
+For developers: ``ROOTLESS_FUSE_DEBUG=1`` runs the server with libfuse's ``-d``
+(every request on stderr); ``ROOTLESS_FUSE_PROFILE=FILE`` writes a cProfile of
+the server to FILE when it unmounts.
 """
 
 from __future__ import annotations
