@@ -66,6 +66,11 @@ def mount_rootfs(lowers: list[Path], upper: Path, work: Path, target: Path,
     scratch directory on the same filesystem as UPPER.
     """
     name = select_driver(driver, upper.parent).name if driver == "auto" else driver
+    if name in ("overlay", "fuse") and os.geteuid() != 0:
+        # Outside a user namespace libfuse would fall back to the setuid fusermount.
+        raise CowfsError(f"the {name} driver mounts only inside rootless's user namespace",
+                         hint="this is a bug in rootless: mount_rootfs was called outside "
+                              "the sandbox")
     for path in (upper, work, target):
         path.mkdir(parents=True, exist_ok=True)
     if name == "overlay":

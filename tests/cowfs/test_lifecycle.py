@@ -160,3 +160,19 @@ def test_ensure_unpacked_extracts_once_and_atomically(tmp_path: Path) -> None:
         ensure_unpacked(store, [bad])
     assert not store.layer_dir(bad.diff_id).exists()
     assert os.listdir(tmp_path / "tmp") == []
+
+
+def test_kernel_and_fuse_drivers_refuse_to_mount_outside_a_namespace(stack: Stack) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("runs as an ordinary user")
+    with pytest.raises(CowfsError, match="user namespace"):
+        mount_rootfs(stack.lowers, stack.upper, stack.work, stack.target, "fuse")
+
+
+def test_vfs_works_without_a_namespace(stack: Stack) -> None:
+    with mount_rootfs(stack.lowers, stack.upper, stack.work, stack.target, "vfs") as handle:
+        (stack.target / "new").write_text("n")
+        os.unlink(stack.target / "a")
+    changes = handle.changes()
+    assert changes is not None and changes.paths() == ["a", "new"]
+    assert os.listdir(stack.target) == []
