@@ -122,7 +122,7 @@ def _run_text(instr: ir.Run) -> ir.Command:
     command = instr.command
     if isinstance(command, tuple) or not instr.heredocs:
         return command
-    if _is_heredoc_script(instr):
+    if is_heredoc_script(instr):
         return instr.heredocs[0].content
     text = command
     for heredoc in instr.heredocs:
@@ -130,7 +130,7 @@ def _run_text(instr: ir.Run) -> ir.Command:
     return text
 
 
-def _is_heredoc_script(instr: ir.Run) -> bool:
+def is_heredoc_script(instr: ir.Run) -> bool:
     """``RUN <<EOF`` alone: the body is the script (BuildKit runs it with the shell)."""
     if isinstance(instr.command, tuple) or len(instr.heredocs) != 1:
         return False

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rootless.build.config import command_argv, run_command
+from rootless.build.config import command_argv, is_heredoc_script, run_command
 from rootless.build.copy import resolve_in_root
 from rootless.dockerfile import ir
 from rootless.errors import BuildStepError
@@ -109,6 +109,26 @@ class RunSetup:
             self.stubs.append(full_target)
         return tuple(specs)
 
+    def _shebang_script(self) -> tuple[list[str], Any] | None:
+        """``RUN <<EOF`` whose body starts with ``#!``: BuildKit runs the body as a file
+        with that interpreter, not through the shell. The file is bound under /dev
+        (a tmpfs in the sandbox), so nothing of it reaches the layer."""
+        from rootless.sandbox import MountSpec
+
+        if not is_heredoc_script(self.instr):
+            return None
+        body = self.instr.heredocs[0].content
+        if not body.startswith("#!"):
+            return None
+        line = body[2:].split("\n", 1)[0].strip()
+        interpreter, _, arg = line.partition(" ")
+        path = self.upper.parent / "heredoc-script"
+        path.write_text(body)
+        path.chmod(0o755)
+        inside = "/dev/.rootless-heredoc-script"
+        argv = [interpreter, *([arg.strip()] if arg.strip() else []), inside]
+        return argv, MountSpec(str(path), inside, readonly=True)
+
     def execute(self, vertex: Vertex) -> tuple[int, list[str]]:
         from rootless.cowfs import mount_rootfs
         from rootless.sandbox import ProcessSpec, Rootfs, Sandbox
@@ -119,6 +139,10 @@ class RunSetup:
         env = run_env(config, self.step.build_args)
         mounts = self._mounts(env)
         argv = command_argv(run_command(self.instr), config)
+        script = self._shebang_script()
+        if script is not None:
+            mounts = (*mounts, script[1])
+            argv = script[0]
         self.stubs.extend(SANDBOX_STUBS)
         self.stubs = [s for s in self.stubs if not exists_in_lowers(self.lowers, s)]
         lowers, upper, work, target = self.lowers, self.upper, self.work, self.target

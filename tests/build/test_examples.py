@@ -175,7 +175,8 @@ def test_unknown_target_suggests_a_stage(rl: Rootless, ctx: Path) -> None:
 def test_heredocs(rl: Rootless, ctx: Path) -> None:
     build(rl, ctx, "heredoc", "-t", "ex-heredoc")
     assert run_output(rl, "ex-heredoc") == (
-        "script ran for heredoc\nliteral $NAME\ninline file for heredoc\n")
+        "script ran for heredoc\ninterpreter ran .rootless-heredoc-script\nliteral $NAME\n"
+        "inline file for heredoc\n")
 
 
 def test_user_then_run(rl: Rootless, ctx: Path) -> None:
