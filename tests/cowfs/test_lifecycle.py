@@ -176,3 +176,18 @@ def test_vfs_works_without_a_namespace(stack: Stack) -> None:
     changes = handle.changes()
     assert changes is not None and changes.paths() == ["a", "new"]
     assert os.listdir(stack.target) == []
+
+
+def test_auto_falls_back_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rootless.cowfs import driver as module
+
+    reasons = {"overlay": "overlayfs with userxattr does not mount here: EPERM",
+               "fuse": "/dev/fuse is missing", "vfs": None}
+    monkeypatch.setattr(module, "unavailable", lambda name, where=None: reasons[name])
+    choice = module.select_driver("auto")
+    assert choice.name == "vfs"
+    assert "/dev/fuse is missing" in choice.reason and "overlayfs" in choice.reason
+    assert module.driver_report() == {"overlay": reasons["overlay"], "fuse": reasons["fuse"],
+                                      "vfs": "ok"}
+    with pytest.raises(CowfsError, match="/dev/fuse is missing"):
+        module.select_driver("fuse")
