@@ -249,6 +249,10 @@ class Builder:
 
     # -- executing one step -------------------------------------------------------
 
+    def stage_lowers(self, index: int) -> list[Path]:
+        """The unpacked layers of an already built stage."""
+        return self._lowers(self._stage_states[index].layers)
+
     def _lowers(self, layers: tuple[LayerInfo, ...]) -> list[Path]:
         from rootless.cowfs import ensure_unpacked
 

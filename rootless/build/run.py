@@ -53,6 +53,7 @@ class RunSetup:
     work: Path
     target: Path
     stubs: list[str] = field(default_factory=list)
+    stage_views: list[tuple[int, Path]] = field(default_factory=list)
 
     def _mounts(self, env: dict[str, str]) -> tuple[Any, ...]:
         from rootless.sandbox import MountSpec
@@ -96,9 +97,9 @@ class RunSetup:
                 if not target:
                     raise BuildStepError("RUN --mount=type=bind needs target=", self.instr.loc)
                 if mount.from_:
-                    raise BuildStepError("RUN --mount=type=bind,from=... is not supported yet; "
-                                         "COPY --from the stage instead", self.instr.loc)
-                source_path = req.context.resolve(mount.source or ".", self.instr.loc)
+                    source_path = self._stage_view(mount.source or "/")
+                else:
+                    source_path = req.context.resolve(mount.source or ".", self.instr.loc)
                 specs.append(MountSpec(str(source_path), target, readonly=mount.readonly))
             else:
                 raise BuildStepError(f"RUN --mount=type={mount.type} is not supported",
@@ -108,6 +109,15 @@ class RunSetup:
                                   specs[-1].kind, specs[-1].options)
             self.stubs.append(full_target)
         return tuple(specs)
+
+    def _stage_view(self, source: str) -> Path:
+        """Where a ``--mount=type=bind,from=STAGE`` source will be: the stage's root is
+        mounted (read-only layers, throwaway upper) by ``setup`` in the namespace."""
+        index = self.step.mount_stages[len(self.stage_views)]
+        root = self.upper.parent / f"from-{len(self.stage_views)}"
+        self.stage_views.append((index, root))
+        cleaned = posixpath.normpath("/" + source).lstrip("/")
+        return root / cleaned if cleaned not in ("", ".") else root
 
     def _shebang_script(self) -> tuple[list[str], Any] | None:
         """``RUN <<EOF`` whose body starts with ``#!``: BuildKit runs the body as a file
@@ -148,7 +158,12 @@ class RunSetup:
         lowers, upper, work, target = self.lowers, self.upper, self.work, self.target
         driver = self.builder.driver
 
+        views = [(self.builder.stage_lowers(index), root) for index, root in self.stage_views]
+
         def setup() -> Rootfs:
+            for view_lowers, root in views:
+                mount_rootfs(view_lowers, root.with_name(root.name + "-upper"),
+                             root.with_name(root.name + "-work"), root, driver)
             handle = mount_rootfs(lowers, upper, work, target, driver)
             return Rootfs(str(target), release=handle.unmount)
 

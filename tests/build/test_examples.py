@@ -405,3 +405,20 @@ def test_add_url_with_checksum(rl: Rootless, ctx: Path) -> None:
         server.shutdown()
         thread.join()
         server.server_close()
+
+
+def test_run_mounts_bind_from_stage_and_context_and_tmpfs(rl: Rootless, ctx: Path) -> None:
+    (ctx / "conf.txt").write_text("from the context\n")
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox AS tools\n"
+        "RUN mkdir -p /opt/tools && echo 'from a stage' > /opt/tools/data.txt\n"
+        "FROM busybox\n"
+        "RUN --mount=type=bind,from=tools,source=/opt/tools,target=/mnt/tools "
+        "--mount=type=bind,source=conf.txt,target=/etc/conf.txt "
+        "--mount=type=tmpfs,target=/scratch "
+        "cat /mnt/tools/data.txt /etc/conf.txt > /seen.txt && touch /scratch/gone\n")
+    rl("build", "-t", "ex-mounts", ctx)
+    assert run_output(rl, "ex-mounts", "cat", "/seen.txt") == "from a stage\nfrom the context\n"
+    root = run_output(rl, "ex-mounts", "ls", "/").split()
+    assert "mnt" not in root and "scratch" not in root
+    assert "conf.txt" not in run_output(rl, "ex-mounts", "ls", "/etc").split()
