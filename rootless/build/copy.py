@@ -40,8 +40,6 @@ from typing import IO, cast
 from rootless.build.ignore import IgnoreMatcher, clean_path
 from rootless.errors import BuildStepError, Location
 
-_MAX_SYMLINKS = 40
-
 # Sets owners; the executor runs us inside the build's user namespace, where
 # os.lchown reaches every mapped ID. Tests outside a namespace pass their own.
 Chown = Callable[[Path, int, int], None]
@@ -78,34 +76,17 @@ class Owner:
 
 
 def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
-    """The host path for ``path`` as seen from inside ``root``.
+    """The host path for ``path`` as seen from inside ``root``: symlinks followed with
+    ``root`` as ``/``, ``..`` stopping at ``root`` (the sandbox's resolution). Without
+    ``follow_last`` a final symlink is the result itself (it is to be replaced)."""
+    from rootless.sandbox.mounts import resolve_in_root as resolve
 
-    Symlinks are followed with ``root`` as ``/``; ``..`` stops at ``root``. The
-    result always lies under ``root`` (a missing tail is returned as is).
-    """
-    parts = [p for p in clean_path("/" + path).split("/") if p]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        name = parts.pop(0)
-        if name == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        if name == ".":
-            continue
-        candidate = root.joinpath(*resolved, name)
-        if (parts or follow_last) and candidate.is_symlink():
-            hops += 1
-            if hops > _MAX_SYMLINKS:
-                raise OSError(40, "too many levels of symbolic links", path)
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p] + parts
-            continue
-        resolved.append(name)
-    return root.joinpath(*resolved)
+    if follow_last:
+        return Path(resolve(str(root), path))
+    parent, name = posixpath.split(clean_path("/" + path))
+    if name in ("", ".", ".."):
+        return Path(resolve(str(root), path))
+    return Path(resolve(str(root), parent)) / name
 
 
 def _mkdirs(root: Path, inner: str, owner: Owner | None, lchown: Chown = os.lchown,

@@ -266,6 +266,11 @@ class Builder:
             upper, work, target = scratch / "upper", scratch / "work", scratch / "rootfs"
             for d in (upper, work, target):
                 d.mkdir()
+            if not lowers:
+                # FROM scratch: one empty lower of our own (overlayfs wants a lower,
+                # and one inside its work directory fails with ELOOP).
+                lowers = [scratch / "empty"]
+                lowers[0].mkdir()
             instr = step.instruction
             stubs: list[str] = []
             if isinstance(instr, ir.Run):

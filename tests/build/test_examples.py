@@ -422,3 +422,11 @@ def test_run_mounts_bind_from_stage_and_context_and_tmpfs(rl: Rootless, ctx: Pat
     root = run_output(rl, "ex-mounts", "ls", "/").split()
     assert "mnt" not in root and "scratch" not in root
     assert "conf.txt" not in run_output(rl, "ex-mounts", "ls", "/etc").split()
+
+
+def test_copy_from_an_image(rl: Rootless, ctx: Path) -> None:
+    (ctx / "Dockerfile").write_text(
+        "FROM scratch\nCOPY --from=busybox /bin/busybox /bin/busybox\n"
+        'ENTRYPOINT ["/bin/busybox"]\nCMD ["echo", "static from scratch"]\n')
+    rl("build", "-t", "ex-from-image", ctx)
+    assert run_output(rl, "ex-from-image") == "static from scratch\n"
