@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import stat
 import tarfile
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 from rootless.errors import DigestMismatch, LayerError, StoreError
@@ -173,8 +174,20 @@ def save_oci_archive(store: Store, items: Sequence[SaveItem], out: IO[bytes]) ->
 
 
 @contextlib.contextmanager
-def _spooled(store: Store, stream: IO[bytes], what: str) -> Iterator[Path]:
-    """The archive as an uncompressed, checked tar file in the store's tmp dir."""
+def _checked_archive(store: Store, stream: IO[bytes], what: str) -> Iterator[IO[bytes]]:
+    """The archive as a seekable, uncompressed tar whose structure has been checked.
+
+    A plain tar in a regular file is read in place; anything else (a pipe, a
+    compressed archive) is spooled into the store's tmp dir first.
+    """
+    if _is_plain_tar_file(stream):
+        checker = TarChecker(what)
+        while chunk := stream.read(CHUNK):
+            checker.feed(chunk)
+        checker.finish()
+        stream.seek(0)
+        yield stream
+        return
     with store.temp_dir("load-") as tmp:
         path = tmp / "archive.tar"
         checker = TarChecker(what)
@@ -184,7 +197,19 @@ def _spooled(store: Store, stream: IO[bytes], what: str) -> Iterator[Path]:
                 checker.feed(chunk)
                 f.write(chunk)
         checker.finish()
-        yield path
+        with open(path, "rb") as f:
+            yield f
+
+
+def _is_plain_tar_file(stream: IO[bytes]) -> bool:
+    try:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode) or not stream.seekable():
+            return False
+        head = stream.read(6)
+        stream.seek(0)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return not head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd"))
 
 
 def _member_bytes(tar: tarfile.TarFile, name: str, what: str) -> bytes:
@@ -210,8 +235,8 @@ def load_archive(store: Store, stream: IO[bytes], what: str = "archive") -> list
     """Load every image in a docker-archive or oci-archive (maybe compressed)."""
     created: set[Digest] = set()
     try:
-        with store.lease(), _spooled(store, stream, what) as path, \
-                tarfile.open(path, "r:") as tar:
+        with store.lease(), _checked_archive(store, stream, what) as archive, \
+                tarfile.open(fileobj=archive, mode="r:") as tar:
             names = {n.removeprefix("./") for n in tar.getnames()}
             if "manifest.json" in names:
                 pending = _docker_archive(store, tar, what, created)

@@ -30,7 +30,6 @@ import json
 import os
 import tempfile
 import threading
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -55,6 +54,7 @@ from rootless.oci.model import (
     canonical_json,
     load_json_object,
 )
+from rootless.oci.pgzip import ParallelGzip
 from rootless.oci.tarstream import TarChecker
 from rootless.reference import ImageReference, is_image_id_prefix
 from rootless.store.blobs import BlobWriter
@@ -64,7 +64,6 @@ from rootless.store.image import StoredImage
 __all__ = ["BlobWriter", "GcReport", "Store", "StoredImage"]
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
-GZIP_LEVEL = 6
 
 
 class Store:
@@ -229,26 +228,29 @@ class Store:
 
         With ``validate`` the stream must be one complete tar archive
         (LayerError otherwise, nothing stored). Idempotent, atomic. The gzip
-        output is deterministic (no name, mtime 0): same tar, same digest.
+        output is deterministic (see oci.pgzip): same tar, same digest.
         """
         diff = Hasher()
         checker = TarChecker(what) if validate else None
-        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
         with self.blob_writer() as writer:
-            while True:
-                try:
-                    chunk = tar_stream.read(CHUNK)
-                except OSError as exc:
-                    raise StoreError(f"reading layer: {exc}") from exc
-                if not chunk:
-                    break
-                diff.update(chunk)
+            gz = ParallelGzip(writer.write)
+            try:
+                while True:
+                    try:
+                        chunk = tar_stream.read(CHUNK)
+                    except OSError as exc:
+                        raise StoreError(f"reading layer: {exc}") from exc
+                    if not chunk:
+                        break
+                    diff.update(chunk)
+                    if checker is not None:
+                        checker.feed(chunk)
+                    gz.write(chunk)
                 if checker is not None:
-                    checker.feed(chunk)
-                writer.write(compressor.compress(chunk))
-            if checker is not None:
-                checker.finish()
-            writer.write(compressor.flush())
+                    checker.finish()
+                gz.close()
+            finally:
+                gz.abort()
         assert writer.digest is not None
         return LayerInfo(writer.digest, diff.digest(), writer.size, OCI_LAYER_GZIP, diff.size)
 

@@ -38,7 +38,9 @@ class BlobWriter:
         self._expected_size = expected_size
         fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="blob-")
         fcntl.flock(fd, fcntl.LOCK_EX)
-        self._file = os.fdopen(fd, "wb")
+        # Unbuffered: callers write in large chunks, and what was written is on
+        # disk (visible to gc and to tests killing us mid-write) right away.
+        self._file = os.fdopen(fd, "wb", buffering=0)
         self._tmp = Path(name)
         self._hasher = Hasher()
         self._done = False
@@ -56,7 +58,11 @@ class BlobWriter:
         if self._done:
             raise StoreError("write to a blob that is already committed or discarded")
         self._hasher.update(data)
-        return self._file.write(data)
+        view = memoryview(data).cast("B")
+        while view:
+            written = self._file.write(view)  # raw writes may be partial
+            view = view[written or 0:]
+        return len(data)
 
     def commit(self) -> Digest:
         """Verify and move into place. Idempotent: an existing blob is kept as is."""
