@@ -282,6 +282,7 @@ class Faults:
     corrupt_manifests: bool = False     # add a byte to every manifest body
     hide_head_digest: bool = False      # HEAD answers without Docker-Content-Digest
     refuse_list_accept: bool = False    # 404 a manifest request that accepts lists
+    slow_blobs: float = 0.0             # seconds between 64 KiB pieces of blob bodies
     errors_500: int = 0                 # answer this many requests with 500
     error_paths: str = "/blobs/"        # ... whose path contains this
     status_429: bool = False            # answer everything with Docker Hub's 429
@@ -377,9 +378,28 @@ class FaultyProxy:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
+                if is_blob and faults.slow_blobs:
+                    self._trickle(resp.status, data, out_headers, faults.slow_blobs)
+                    return
                 self._reply(resp.status, data, out_headers,
                             head=self.command == "HEAD",
                             length=resp.getheader("Content-Length"))
+
+            def _trickle(self, status: int, data: bytes, headers: dict[str, str],
+                         pause: float) -> None:
+                # A slow network, not synchronisation: the client sees bytes arrive slowly.
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    for start in range(0, len(data), 65536):
+                        self.wfile.write(data[start:start + 65536])
+                        self.wfile.flush()
+                        time.sleep(pause)
+                except OSError:
+                    self.close_connection = True  # the client went away
 
             def _read_chunked(self) -> bytes:
                 out = bytearray()

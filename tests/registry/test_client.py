@@ -165,3 +165,31 @@ def test_awkward_registries_still_work(pushed: tuple[str, str], faulty: Faulty, 
     proxy = faulty(faults)
     result = rootless_at(tmp_path / "other")("pull", f"{proxy.host}/{repo}:1")
     assert f"Digest: {digest}" in result.stdout
+
+
+def test_interrupted_pull_leaves_nothing_partial(
+        pushed: tuple[str, str], faulty: Faulty, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    from tests.registry.servers import wait_until
+
+    repo, _ = pushed
+    proxy = faulty(Faults(slow_blobs=0.05))
+    root = tmp_path / "other"
+    proc = subprocess.Popen(["rootless", "--root", str(root), "pull", f"{proxy.host}/{repo}:1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # Interrupt once a layer download is under way (its temp file exists).
+        wait_until(lambda: any((root / "tmp").glob("blob-*")), "a blob download",
+                   deadline=60)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert b"Traceback" not in stderr
+    state = store_state(root)
+    assert state["tmp"] == [] and state["index"] == []
