@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import termios
+from collections.abc import Callable
 from typing import NoReturn
 
 from rootless.errors import RootlessError
@@ -70,14 +71,15 @@ def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
             loopback_up()
         if spec.hostname:
             libc.sethostname(spec.hostname)
-        for signum in FORWARDED_SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)  # until the command exists
+        # Signals that arrive before the command's PID is known wait, blocked.
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
         exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
             os.close(exec_r)
             command_main(spec, root.path, full_mapping, fake_ownership, stdio, exec_w)
         install_forwarding(pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
         os.close(exec_w)
         for fd in stdio:
             if fd > 2:
@@ -103,15 +105,22 @@ def relay_command_status(exec_r: int, status_fd: int, rootfs: str) -> None:
     """Wait until the command exec'd (EOF) or failed; pass its report on."""
     with os.fdopen(exec_r, "rb") as f:
         text = f.read().decode(errors="replace")
+    os.write(status_fd, diagnose_report(text, rootfs).encode())
+    os.close(status_fd)
+
+
+def diagnose_report(text: str, rootfs: str) -> str:
+    """Status lines with each ``exec ...`` failure replaced by its ``err`` explanation."""
+    out = []
     for line in text.splitlines():
         if line.startswith("exec "):
             number, path, name = [*line[5:].split("\t"), "", ""][:3]
             exc = OSError(int(number), os.strerror(int(number)))
             failure = exec_failure(resolve_in_root(rootfs, path), rootfs, name, exc)
-            report(status_fd, failure.code, failure.message, failure.hint)
-        elif line:
-            os.write(status_fd, (line + "\n").encode())
-    os.close(status_fd)
+            line = f"err {failure.code}\t{failure.message}\t{failure.hint}".replace("\n", " ")
+        if line:
+            out.append(line + "\n")
+    return "".join(out)
 
 
 def install_forwarding(child: int) -> None:
@@ -147,12 +156,30 @@ def exit_code(status: int) -> int:
 def command_main(spec: ProcessSpec, rootfs: str, full_mapping: bool, fake_ownership: bool,
                  stdio: tuple[int, int, int], status_fd: int) -> NoReturn:
     """The container's command, PID 2; never returns."""
+
+    def prepare() -> None:
+        libc.unshare(libc.CLONE_NEWNS)
+        enter_rootfs(rootfs, spec, full_mapping)
+
+    become_and_exec(spec, full_mapping, fake_ownership, stdio, status_fd, prepare)
+
+
+def become_and_exec(spec: ProcessSpec, full_mapping: bool, fake_ownership: bool,
+                    stdio: tuple[int, int, int], status_fd: int,
+                    prepare: Callable[[], None] | None = None) -> NoReturn:
+    """Take SPEC's user, directory, stdio and environment, and exec; never returns.
+
+    Runs inside the container's root (PREPARE gets it there first). A failed
+    execve is reported as ``exec ERRNO\\tPATH\\tNAME`` on STATUS_FD for a
+    process outside to diagnose; other failures as ``err CODE\\t...``.
+    """
     try:
         # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve.
         for signum in (*FORWARDED_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(signum, signal.SIG_DFL)
-        libc.unshare(libc.CLONE_NEWNS)
-        enter_rootfs(rootfs, spec, full_mapping)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        if prepare is not None:
+            prepare()
         env = dict(spec.env)
         env.setdefault("PATH", DEFAULT_PATH)
         user = resolve_user(spec.user)
@@ -176,7 +203,7 @@ def command_main(spec: ProcessSpec, rootfs: str, full_mapping: bool, fake_owners
         libc.close_range_cloexec(3)
         execute(list(spec.argv), env)
     except ExecFailure as exc:
-        if exc.code == 0:  # execve failed: init diagnoses it
+        if exc.code == 0:  # execve failed: the caller diagnoses it
             os.write(status_fd, f"exec {exc.message}\n".encode(errors="replace"))
             os._exit(126)
         report(status_fd, exc.code, exc.message, exc.hint)

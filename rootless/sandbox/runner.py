@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -32,6 +33,19 @@ class ExecError(SandboxError):
     def __init__(self, message: str, *, exit_code: int, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.exit_code = exit_code
+
+
+def status_error(lines: list[str]) -> SandboxError | None:
+    """The exception for the first ``err CODE\tMESSAGE\tHINT`` status line, if any."""
+    for line in lines:
+        if line.startswith("err "):
+            code_text, _, rest = line[4:].partition("\t")
+            message, _, hint = rest.partition("\t")
+            code = int(code_text)
+            if code in (126, 127):
+                return ExecError(message, exit_code=code, hint=hint or None)
+            return SandboxError(message, hint=hint or None)
+    return None
 
 
 @dataclass
@@ -120,17 +134,12 @@ class Sandbox:
             if line.startswith("pid "):
                 init_pid = int(line[4:])
         process = SandboxProcess(keeper, init_pid, pty_master)
-        for line in lines:
-            if line.startswith("err "):
-                process.wait()
-                if pty_master is not None:
-                    os.close(pty_master)
-                code_text, _, rest = line[4:].partition("\t")
-                message, _, hint = rest.partition("\t")
-                code = int(code_text)
-                if code in (126, 127):
-                    raise ExecError(message, exit_code=code, hint=hint or None)
-                raise SandboxError(message, hint=hint or None)
+        error = status_error(lines)
+        if error is not None:
+            process.wait()
+            if pty_master is not None:
+                os.close(pty_master)
+            raise error
         if init_pid == 0:
             process.wait()
             raise SandboxError("the container's init process died during setup")
@@ -153,8 +162,12 @@ class Sandbox:
         finally:
             os._exit(code)
 
-    def run(self, spec: ProcessSpec) -> int:
-        """Run SPEC to completion; forward SIGINT/SIGTERM/SIGHUP; return its status."""
+    def run(self, spec: ProcessSpec,
+            on_start: Callable[[SandboxProcess], None] | None = None) -> int:
+        """Run SPEC to completion; forward SIGINT/SIGTERM/SIGHUP; return its status.
+
+        ON_START is called once the command runs (e.g. to record its PID).
+        """
         received: list[int] = []
         process: SandboxProcess | None = None
 
@@ -170,11 +183,12 @@ class Sandbox:
             process = self.start(spec)
             for signum in received:
                 process.signal(signum)
+            if on_start is not None:
+                on_start(process)
             if process.pty_master is not None:
                 from rootless.sandbox.tty import relay
 
-                relay(process, spec.stdin if spec.stdin is not None else 0,
-                      spec.stdout if spec.stdout is not None else 1)
+                relay(process, spec.stdin, spec.stdout if spec.stdout is not None else 1)
             return process.wait()
         finally:
             for signum, handler in previous.items():

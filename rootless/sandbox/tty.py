@@ -41,19 +41,21 @@ def raw_mode(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def relay(process: SandboxProcess, stdin: int, stdout: int) -> None:
-    """Copy stdin → pty and pty → stdout until the container closes its terminal."""
+def relay(process: SandboxProcess, stdin: int | None, stdout: int) -> None:
+    """Copy stdin → pty (when given: ``-i``) and pty → stdout until the container
+    closes its terminal.  The window size follows the caller's terminal."""
     master = process.pty_master
     assert master is not None
-    copy_window_size(stdin, master)
+    terminal = stdin if stdin is not None else stdout
+    copy_window_size(terminal, master)
 
     def resize(_signum: int, _frame: FrameType | None) -> None:
-        copy_window_size(stdin, master)
+        copy_window_size(terminal, master)
 
     previous = signal.signal(signal.SIGWINCH, resize)
-    inputs = [master, stdin]
+    inputs = [master] if stdin is None else [master, stdin]
     try:
-        with raw_mode(stdin):
+        with raw_mode(terminal):
             while True:
                 readable, _, _ = select.select(inputs, [], [])
                 if master in readable:
@@ -66,7 +68,7 @@ def relay(process: SandboxProcess, stdin: int, stdout: int) -> None:
                     if not data:
                         break
                     os.write(stdout, data)
-                if stdin in readable:
+                if stdin is not None and stdin in readable:
                     data = os.read(stdin, 65536)
                     if data:
                         os.write(master, data)

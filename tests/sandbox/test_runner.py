@@ -197,7 +197,13 @@ def test_sigterm_is_forwarded_to_the_command(rootfs: Path, mapping: IdMapping) -
     with os.fdopen(read_fd, "rb") as out:
         assert out.readline() == b"ready\n"
         process.signal(signal.SIGTERM)
-        assert process.wait() == 42
+        deadline = time.monotonic() + 20
+        while (waited := os.waitpid(process.keeper_pid, os.WNOHANG)) == (0, 0):
+            if time.monotonic() > deadline:
+                process.signal(signal.SIGKILL)
+                pytest.fail("SIGTERM was not forwarded")
+            time.sleep(0.01)  # polling for the exit, with a deadline
+        assert os.waitstatus_to_exitcode(waited[1]) == 42
         assert out.read() == b"got-term\n"
 
 
