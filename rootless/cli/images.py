@@ -436,6 +436,9 @@ def collect_garbage(store: Store) -> GcReport:
         print("waiting for another rootless process to finish storing images...",
               file=sys.stderr, flush=True)
         report = store.gc()
+    for path in report.undeletable:
+        print(f"rootless: cannot remove {path} (files of another user); remove it with "
+              f"'podman unshare rm -rf {path}' or as its owner", file=sys.stderr)
     return report
 
 

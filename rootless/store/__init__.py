@@ -443,10 +443,15 @@ class Store:
         try:
             yield path
         finally:
-            force_rmtree(path)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{path}.inuse")
-            os.close(guard)
+            try:
+                force_rmtree(path)
+            except OSError:
+                pass  # e.g. files of a subordinate uid: left for the next gc()
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{path}.inuse")
+            finally:
+                os.close(guard)
 
     def containers_using(self, image_id: str) -> list[str]:
         """IDs of container records whose ``Image`` is ``image_id``."""

@@ -29,6 +29,7 @@ class GcReport:
     temp_entries: int = 0
     reclaimed: int = 0
     skipped: bool = False  # another process held a lease; nothing was collected
+    undeletable: list[Path] = field(default_factory=list)  # temp dirs we may not remove
 
 
 def reachable_blobs(read_blob: Callable[[Digest], bytes], roots: list[Digest]) -> set[Digest]:
@@ -85,8 +86,13 @@ def sweep_temp(tmp_dir: Path, report: GcReport) -> None:
         if entry.is_dir() and not entry.is_symlink():
             if guard.exists() and not _try_lock(guard):
                 continue
-            report.reclaimed += tree_size(entry)
-            force_rmtree(entry)
+            size = tree_size(entry)
+            try:
+                force_rmtree(entry)
+            except OSError:
+                report.undeletable.append(entry)  # another uid's files: say so, go on
+                continue
+            report.reclaimed += size
             with contextlib.suppress(FileNotFoundError):
                 guard.unlink()
         elif entry.name.startswith("blob-") and _try_lock(entry):
