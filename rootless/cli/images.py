@@ -197,7 +197,8 @@ def list_images(opts: GlobalOptions, args: argparse.Namespace) -> int:
             "UniqueSize": "N/A",
             "VirtualSize": human_size(image.size),
         } for image, repo, tag_name in rows]
-        print_formatted(args.format, items)
+        print_formatted(args.format, items, headers={
+            "ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT"})
         return 0
     headers = ["REPOSITORY", "TAG"] + (["DIGEST"] if args.digests else []) + \
         ["IMAGE ID", "CREATED", "SIZE"]
@@ -332,7 +333,8 @@ def history(opts: GlobalOptions, args: argparse.Namespace) -> int:
             "Comment": row["comment"],
         })
     if args.format:
-        print_formatted(args.format, items)
+        print_formatted(args.format, items, headers={
+            "ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT"})
         return 0
     print_table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
                 [[i["ID"], i["CreatedSince"], i["CreatedBy"], i["Size"], i["Comment"]]

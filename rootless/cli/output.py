@@ -133,31 +133,33 @@ def render_template(template: str, value: Any) -> str:
 
 
 def print_formatted(template: str, items: Sequence[Mapping[str, Any]],
-                    out: TextIO | None = None) -> None:
-    """Print ``items`` with a ``--format`` value: ``json``, ``table ...`` or a template."""
+                    out: TextIO | None = None,
+                    headers: Mapping[str, str] | None = None) -> None:
+    """Print ``items`` with a ``--format`` value: ``json``, ``table ...`` or a template.
+
+    ``headers`` names table columns per field as Docker does (``ID`` → ``IMAGE ID``);
+    other fields get their name upper-cased. Nothing is printed if the template
+    is invalid for any item.
+    """
     from rootless.errors import UsageError
 
     out = out or sys.stdout
+    if template == "json":
+        out.writelines(json.dumps(item, separators=(",", ":")) + "\n" for item in items)
+        return
+    table = template.startswith("table")
+    body = template[len("table"):].strip() if table else template
     try:
-        if template == "json":
-            for item in items:
-                out.write(json.dumps(item, separators=(",", ":")) + "\n")
-            return
-        if template.startswith("table"):
-            body = template[len("table"):].strip() or "{{json .}}"
-            headers = [_header(h) for h in re.findall(r"{{\s*\.(\w+)\s*}}", body)]
-            rows = [render_template(body, item).split("\t") for item in items]
-            if "\t" in body.replace("\\t", "\t"):
-                print_table(headers, rows, out)
-            else:
-                for row in rows:
-                    out.write("\t".join(row) + "\n")
-            return
-        for item in items:
-            out.write(render_template(template, item) + "\n")
+        lines = [render_template(body or "{{json .}}", item) for item in items]
     except ValueError as exc:
         raise UsageError(f"invalid --format: {exc}") from None
+    if table and "\t" in body.replace("\\t", "\t"):
+        names = re.findall(r"{{\s*\.(\w+)\s*}}", body)
+        print_table([(headers or {}).get(n) or _header(n) for n in names],
+                    [line.split("\t") for line in lines], out)
+        return
+    out.writelines(line + "\n" for line in lines)
 
 
 def _header(field: str) -> str:
-    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", field).upper().replace("I D", "ID")
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", field).upper()

@@ -142,7 +142,8 @@ def disk_usage(opts: GlobalOptions, args: argparse.Namespace) -> int:
     store = open_store(opts)
     rows, per_image = usage(store)
     if args.format:
-        print_formatted(args.format, [r.to_json() for r in rows])
+        print_formatted(args.format, [r.to_json() for r in rows],
+                        headers={"TotalCount": "TOTAL"})
         return 0
     print_table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
                 [[r.type, str(r.total), str(r.active), human_size(r.size),
