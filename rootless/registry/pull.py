@@ -113,10 +113,9 @@ class _Puller:
         tags = [self.ref.with_tag(self.ref.tag)] if self.ref.tag else []
         # The lease keeps a concurrent prune from collecting blobs not yet referenced.
         with self.store.lease():
-            self._fetch(config_desc, show=False)
+            self._fetch_blobs(config_desc, layers)
             if not from_index:
                 self._warn_platform(config_desc)
-            self._fetch_layers(layers)
             try:
                 image = self.store.add_manifest(manifest.data, tags,
                                                 media_type=manifest.media_type)
@@ -217,19 +216,17 @@ class _Puller:
         except StoreError:
             return False
 
-    def _fetch_layers(self, layers: list[dict[str, Any]]) -> None:
-        missing = []
+    def _fetch_blobs(self, config_desc: dict[str, Any], layers: list[dict[str, Any]]) -> None:
+        """The config (quietly) and the missing layers, all at once."""
+        tasks = [functools.partial(self._fetch, config_desc, show=False)]
         for desc in layers:
             if self._has(desc["digest"]):
                 self.progress.status(desc["digest"], "Already exists")
             else:
                 self.progress.status(desc["digest"], "Pulling fs layer")
-                missing.append(desc)
-        if not missing:
-            return
+                tasks.append(functools.partial(self._fetch, desc))
         try:
-            run_all([functools.partial(self._fetch, desc) for desc in missing],
-                    PARALLEL_DOWNLOADS)
+            run_all(tasks, PARALLEL_DOWNLOADS)
         finally:
             self.progress.close()
 
