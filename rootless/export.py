@@ -10,7 +10,6 @@ result has no whiteouts; extracted anywhere, it is the container's rootfs.
 from __future__ import annotations
 
 import contextlib
-import json
 import posixpath
 import tarfile
 import zlib
@@ -30,25 +29,10 @@ LayerSource = Callable[[], AbstractContextManager[IO[bytes]]]
 
 def find_container(store: Store, name_or_id: str) -> tuple[dict[str, Any], Path]:
     """The record and directory of a container, by name, full ID or unique ID prefix."""
-    matches: list[tuple[dict[str, Any], Path]] = []
-    for path in sorted(store.containers_dir.glob("*/container.json")):
-        try:
-            doc = json.loads(path.read_bytes())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(doc, dict):
-            continue
-        cid = str(doc.get("Id") or path.parent.name)
-        name = str(doc.get("Name") or "").lstrip("/")
-        if name_or_id in (cid, name, f"/{name}"):
-            return doc, path.parent
-        if cid.startswith(name_or_id):
-            matches.append((doc, path.parent))
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise ContainerError(f"container ID prefix {name_or_id!r} is ambiguous")
-    raise ContainerError(f"No such container: {name_or_id}")
+    from rootless.containers import Containers
+
+    container = Containers(store.containers_dir).get(name_or_id)
+    return container.doc, container.path
 
 
 @dataclass

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from rootless.errors import RootlessError
 
 if TYPE_CHECKING:
     from rootless.cli import GlobalOptions
@@ -44,20 +41,12 @@ class ContainerRecord:
 
 
 def container_records(store: Store) -> list[ContainerRecord]:
-    records = []
-    for path in sorted(store.containers_dir.glob("*/container.json")):
-        try:
-            doc = json.loads(path.read_bytes())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(doc, dict):
-            continue
-        state = doc.get("State")
-        state = state if isinstance(state, dict) else {}
-        running = bool(state.get("Running")) or state.get("Status") == "running"
-        records.append(ContainerRecord(str(doc.get("Id") or path.parent.name), path.parent,
-                                       str(doc.get("Image") or ""), running))
-    return records
+    """The store's containers; running means its waiting process is alive
+    (the container area's own test, so a SIGKILLed ``run`` counts as stopped)."""
+    from rootless.containers import Containers
+
+    return [ContainerRecord(c.id, c.path, str(c.doc.get("Image") or ""), c.running)
+            for c in sorted(Containers(store.containers_dir).all(), key=lambda c: c.id)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +154,8 @@ def disk_usage(opts: GlobalOptions, args: argparse.Namespace) -> int:
 def prune_system(opts: GlobalOptions, args: argparse.Namespace) -> int:
     from rootless.cli.images import collect_garbage, confirm, open_store, prune_unused_images
     from rootless.cli.output import human_size
-    from rootless.fsutil import force_rmtree, tree_size
+    from rootless.containers import Containers
+    from rootless.fsutil import tree_size
 
     images = "all images without at least one container associated to them" if args.all \
         else "all dangling images"
@@ -178,17 +168,14 @@ def prune_system(opts: GlobalOptions, args: argparse.Namespace) -> int:
     reclaimed = 0
     removed_containers = []
     with store.lock():
-        for record in container_records(store):
-            if record.running:
+        containers = Containers(store.containers_dir)
+        for container in containers.all():
+            if container.running:
                 continue
-            size = tree_size(record.path)
-            try:
-                force_rmtree(record.path)
-            except PermissionError as exc:
-                raise RootlessError(f"cannot remove container {record.id[:12]}: {exc}",
-                                    hint=f"remove it with 'rootless rm {record.id[:12]}'")
+            size = tree_size(container.path)
+            containers.remove(container)  # files of sub-IDs go in the user namespace
             reclaimed += size
-            removed_containers.append(record.id)
+            removed_containers.append(container.id)
         lines = prune_unused_images(store, args.all)
     if store.buildcache_dir.exists():
         keep = {str(d) for image in store.images() for d in image.diff_ids}

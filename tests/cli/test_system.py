@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tests.helpers import Rootless
@@ -44,13 +45,18 @@ def test_df_counts_a_shared_layer_once(rootless: Rootless, store_root: Path,
 
 def test_df_counts_containers_and_build_cache(rootless: Rootless, store_root: Path,
                                               busybox_tar: Path) -> None:
+    from rootless.containers import Container
+
     image_id = rootless("import", busybox_tar, "busybox").stdout.strip()
     for cid, running in (("a" * 64, True), ("b" * 64, False)):
-        record = store_root / "containers" / cid / "container.json"
-        (record.parent / "upper").mkdir(parents=True)
-        (record.parent / "upper" / "file").write_bytes(b"x" * 1000)
-        record.write_text(json.dumps({"Id": cid, "Image": image_id,
-                                      "State": {"Running": running}}))
+        directory = store_root / "containers" / cid
+        (directory / "upper").mkdir(parents=True)
+        (directory / "upper" / "file").write_bytes(b"x" * 1000)
+        container = Container(directory, {"Id": cid, "Image": image_id,
+                                          "State": {"Running": False}})
+        container.save()
+        if running:  # this test process plays the one waiting for the container
+            container.mark_running(os.getpid(), os.getpid())
     cache = store_root / "buildcache" / "entries"
     cache.mkdir(parents=True)
     (cache / ("c" * 64 + ".json")).write_text(json.dumps({"config": {}, "layers": []}))
