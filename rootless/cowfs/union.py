@@ -66,6 +66,7 @@ class Union:
         self.layers = ([self.upper] if self.upper else []) + self.lowers
         self._dirs: dict[str, tuple[str, ...]] = {}
         self._lower_shown: dict[str, Presented] = {}
+        self._upper_dirs: set[str] = set()  # upper directories known to exist
         self.lock = threading.Lock()
         self.created: set[str] = set()
         self.modified: set[str] = set()
@@ -103,6 +104,7 @@ class Union:
 
     def invalidate(self) -> None:
         self._dirs.clear()
+        self._upper_dirs.clear()
 
     def lookup(self, path: str) -> Entry | None:
         if path == "/":
@@ -227,8 +229,14 @@ class Union:
     def copy_up_dir(self, path: str) -> str:
         upper = self._need_upper()
         target = upper if path == "/" else upper + path
-        if os.path.isdir(target) and not os.path.islink(target):
+        if target in self._upper_dirs:
             return target
+        try:
+            if stat.S_ISDIR(os.lstat(target).st_mode):
+                self._upper_dirs.add(target)
+                return target
+        except FileNotFoundError:
+            pass
         self.copy_up_dir(_split(path)[0])
         entry = self.get(path)
         if not stat.S_ISDIR(entry.st.st_mode):
