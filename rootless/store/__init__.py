@@ -321,10 +321,11 @@ class Store:
     def resolve(self, name_or_id: str) -> StoredImage:
         """Find an image by tag, ``name@digest``, or full or unique short image ID.
 
-        As Docker: a name is tried first, then an ID prefix (at least the
-        12 digits Docker prints are not required, but the prefix must be unique).
+        As Docker: the text is tried as a name first, then as an image ID
+        prefix (any length, but it must be unique). Reads only the blobs of
+        the image it returns when a tag matches (``rootless run`` start-up).
         """
-        images = self.images()
+        entries = self._read_index()
         ref: ImageReference | None = None
         try:
             ref = ImageReference.parse(name_or_id)
@@ -332,16 +333,19 @@ class Store:
             if not is_image_id_prefix(name_or_id):
                 raise
         if ref is not None:
-            for image in images:
-                if ref.digest is not None and image.manifest_digest == ref.digest:
-                    return image
-                if ref.digest is None and any(t == ref for t in image.tags):
-                    return image
+            for entry in entries:
+                if (ref.digest is not None and entry.digest == ref.digest) or (
+                        ref.digest is None and _entry_ref(entry) == ref):
+                    return self._image(entry.digest, entries)
         if is_image_id_prefix(name_or_id):
             prefix = name_or_id if name_or_id.startswith("sha256:") else f"sha256:{name_or_id}"
-            matches = {i.image_id: i for i in images if i.image_id.startswith(prefix)}
+            matches: dict[Digest, Digest] = {}
+            for digest in dict.fromkeys(e.digest for e in entries):
+                config = Manifest.parse(self.read_blob(digest)).config.digest
+                if config.startswith(prefix):
+                    matches.setdefault(config, digest)
             if len(matches) == 1:
-                return next(iter(matches.values()))
+                return self._image(next(iter(matches.values())), entries)
             if len(matches) > 1:
                 raise ImageNotFound(f"image ID prefix {name_or_id!r} is ambiguous: "
                                     f"{len(matches)} images match")
