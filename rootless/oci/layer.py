@@ -40,6 +40,8 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_NAME = ".wh..wh..opq"
 OPAQUE_XATTR = "user.overlay.opaque"
 OVERRIDE_XATTR = "user.rootless.override_stat"
+# Xattrs an unprivileged user cannot set (security.capability, ...), kept under this prefix.
+STASHED_XATTR_PREFIX = "user.rootless.xattr."
 # Our own bookkeeping and kernel overlayfs's; never shown through a mount nor exported.
 PRIVATE_XATTR_PREFIXES = ("user.rootless.", "user.overlay.", "trusted.overlay.")
 
@@ -439,11 +441,18 @@ class _Extractor:
         if not owned or disk_mode != mode:
             write_override(path, Override(uid, gid, mode))
         for key, value in (member.pax_headers or {}).items():
-            if key.startswith("SCHILY.xattr.user.") and not key.startswith(
-                    tuple("SCHILY.xattr." + p for p in PRIVATE_XATTR_PREFIXES)):
-                with contextlib.suppress(OSError):
-                    os.setxattr(path, key[len("SCHILY.xattr."):],
-                                value.encode("utf-8", "surrogateescape"))
+            if not key.startswith("SCHILY.xattr."):
+                continue
+            name = key[len("SCHILY.xattr."):]
+            if name.startswith(PRIVATE_XATTR_PREFIXES):
+                continue
+            raw = value.encode("utf-8", "surrogateescape")
+            if not name.startswith("user."):
+                # security.capability and friends need privileges: kept as a record,
+                # so that the layer leaves the store as it came in.
+                name = STASHED_XATTR_PREFIX + name
+            with contextlib.suppress(OSError):
+                os.setxattr(path, name, raw)
         if is_dir:
             self.dir_times.append((path, int(member.mtime * 1_000_000_000)))
         else:
@@ -599,7 +608,10 @@ def _exported_xattrs(path: Path) -> dict[str, str]:
         return {}
     found: dict[str, str] = {}
     for key in sorted(names):
-        if key.startswith(PRIVATE_XATTR_PREFIXES):
+        exported = key
+        if key.startswith(STASHED_XATTR_PREFIX):
+            exported = key[len(STASHED_XATTR_PREFIX):]
+        elif key.startswith(PRIVATE_XATTR_PREFIXES):
             continue
         try:
             value = os.getxattr(path, key, follow_symlinks=False)
@@ -607,5 +619,5 @@ def _exported_xattrs(path: Path) -> dict[str, str]:
             if exc.errno in (errno.ENODATA, errno.EPERM, errno.EACCES):
                 continue
             raise
-        found["SCHILY.xattr." + key] = value.decode("utf-8", "surrogateescape")
-    return found
+        found["SCHILY.xattr." + exported] = value.decode("utf-8", "surrogateescape")
+    return dict(sorted(found.items()))

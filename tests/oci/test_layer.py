@@ -289,3 +289,22 @@ def test_diff_leaves_sockets_out(tmp_path: Path) -> None:
         out = io.BytesIO()
         diff(upper, out)
     assert _names(out.getvalue()) == ["f"]
+
+
+def test_privileged_xattrs_survive_as_records(tmp_path: Path) -> None:
+    capability = b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("bin/ping")
+        info.size, info.mode = 1, 0o755
+        info.pax_headers = {"SCHILY.xattr.security.capability":
+                            capability.decode("utf-8", "surrogateescape")}
+        tar.addfile(info, io.BytesIO(b"p"))
+    dest = _extract(tmp_path, buf.getvalue())
+    out = io.BytesIO()
+    diff(dest, out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        headers = tar.getmember("bin/ping").pax_headers
+    value = headers["SCHILY.xattr.security.capability"]
+    assert value.encode("utf-8", "surrogateescape") == capability
+    assert not any("rootless" in key for key in headers)
