@@ -160,6 +160,9 @@ def list_images(opts: GlobalOptions, args: argparse.Namespace) -> int:
 
     store = open_store(opts)
     rows = _image_rows(store.images())
+    for name, problem in store.damaged():
+        print(f"rootless: image {name} is damaged ({problem}); remove it with "
+              f"'rootless rmi -f {name}'", file=sys.stderr)
     patterns = [args.filter_ref] if args.filter_ref else []
     for spec in args.filter:
         key, eq, value = spec.partition("=")
@@ -368,9 +371,17 @@ def _named_by_tag(image: StoredImage, name: str) -> Any:
 
 def remove_image(store: Store, name: str, force: bool) -> list[str]:
     """Docker's rmi for one name; returns the ``Untagged:``/``Deleted:`` lines."""
+    from rootless.errors import BlobNotFound, DigestMismatch
+
     lines: list[str] = []
     with store.lock():
-        image = store.resolve(name)
+        try:
+            image = store.resolve(name)
+        except (BlobNotFound, DigestMismatch):
+            if not force:
+                raise
+            removed = store.forget(name)  # damaged: drop its entries unread
+            return [f"Deleted: {d}" for d in dict.fromkeys(e.digest for e in removed)]
         users = store.containers_using(image.image_id)
         ref = _named_by_tag(image, name)
         if ref is not None and len(image.tags) > 1:

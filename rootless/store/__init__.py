@@ -313,10 +313,30 @@ class Store:
                 return self._image(desc.digest, entries)
 
     def images(self) -> list[StoredImage]:
-        """Every image in the store (tagged or dangling), in index order."""
+        """Every readable image in the store (tagged or dangling), in index order.
+
+        Images whose blobs were damaged outside rootless are left out; ``damaged()``
+        lists them.
+        """
         entries = self._read_index()
-        digests = dict.fromkeys(entry.digest for entry in entries)
-        return [self._image(digest, entries) for digest in digests]
+        found = []
+        for digest in dict.fromkeys(entry.digest for entry in entries):
+            with contextlib.suppress(BlobNotFound, DigestMismatch):
+                found.append(self._image(digest, entries))
+        return found
+
+    def damaged(self) -> list[tuple[str, str]]:
+        """(name or manifest digest, problem) for each index entry whose blobs are unusable."""
+        entries = self._read_index()
+        out: list[tuple[str, str]] = []
+        for digest in dict.fromkeys(entry.digest for entry in entries):
+            try:
+                self._image(digest, entries)
+            except (BlobNotFound, DigestMismatch) as exc:
+                names = [r.familiar for e in entries if e.digest == digest
+                         if (r := _entry_ref(e)) is not None]
+                out.append((names[0] if names else str(digest), str(exc)))
+        return out
 
     def resolve(self, name_or_id: str) -> StoredImage:
         """Find an image by tag, ``name@digest``, or full or unique short image ID.
@@ -379,6 +399,25 @@ class Store:
             self._write_index(entries)
             return self._image(hit.digest, entries)
 
+    def forget(self, name_or_digest: str) -> list[Descriptor]:
+        """Drop index entries by tag or manifest digest without reading any blob.
+
+        The way out for an image whose blobs were damaged or deleted behind
+        rootless's back (``rmi -f``). Returns the entries removed.
+        """
+        with self.lock():
+            entries = self._read_index()
+            try:
+                ref: ImageReference | None = ImageReference.parse(name_or_digest)
+            except ReferenceError_:
+                ref = None
+            hit = [e for e in entries if e.digest == name_or_digest
+                   or (ref is not None and _entry_ref(e) == ref)]
+            if hit:
+                digests = {e.digest for e in hit}
+                self._write_index([e for e in entries if e.digest not in digests])
+            return hit
+
     def remove_image(self, image: StoredImage) -> None:
         """Remove the image and all its tags from the index (blobs go at the next gc())."""
         with self.lock():
@@ -423,7 +462,14 @@ class Store:
     def _gc_roots(self) -> tuple[set[Digest], set[Digest]]:
         """Blobs and unpacked layers (by diff_id) that images or the build cache need."""
         entries = self._read_index()
-        keep = reachable_blobs(self.read_blob, [e.digest for e in entries])
+        try:
+            keep = reachable_blobs(self.read_blob, [e.digest for e in entries])
+        except (BlobNotFound, DigestMismatch) as exc:
+            names = ", ".join(sorted({str(r.familiar) for e in entries
+                                      if (r := _entry_ref(e)) is not None})[:3])
+            raise StoreError(f"cannot collect garbage: an image is damaged ({exc})",
+                             hint=f"remove the damaged image with 'rootless rmi -f NAME' "
+                                  f"(images: {names or 'untagged'})") from None
         cached_blobs, cached_layers = _build_cache_roots(self.buildcache_dir)
         keep |= cached_blobs
         keep_layers = {d for image in self.images() for d in image.diff_ids} | cached_layers

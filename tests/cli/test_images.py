@@ -361,3 +361,20 @@ def test_failed_save_keeps_the_old_output(rootless: Rootless, busybox_tar: Path,
     assert res.returncode != 0 and "No such image: nosuch" in res.stderr
     assert out.read_bytes() == b"previous"  # replaced only when complete
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.tar")] == []
+
+
+def test_a_damaged_image_can_be_seen_and_removed(rootless: Rootless, store_root: Path,
+                                                  busybox_tar: Path) -> None:
+    rootless("import", busybox_tar, "good")
+    damaged_id = rootless("import", "-c", "CMD ls", busybox_tar, "bad").stdout.strip()
+    (store_root / "blobs" / "sha256" / damaged_id[7:]).unlink()  # its config, gone
+    res = rootless("images")
+    assert [line.split()[0] for line in res.stdout.splitlines()[1:]] == ["good"]
+    assert "image bad:latest is damaged" in res.stderr and "rmi -f bad:latest" in res.stderr
+    rootless("system", "prune", "-f")  # keeps what the damaged image's manifest names
+    assert "image bad:latest is damaged" in rootless("images").stderr
+    assert rootless("rmi", "bad", check=False).returncode != 0
+    assert rootless("rmi", "-f", "bad").stdout.startswith("Deleted: sha256:")
+    rootless("system", "prune", "-a", "-f")
+    assert rootless("images", "-q").stdout == ""
+    assert list((store_root / "blobs" / "sha256").iterdir()) == []
