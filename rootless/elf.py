@@ -66,9 +66,13 @@ def _missing_interpreter(shown: str, interp: str, rootfs: str) -> Diagnosis:
     return Diagnosis(text, "link the program statically, or use a base image with its C library")
 
 
-def diagnose_exec_failure(host_path: str, rootfs: str = "/") -> Diagnosis | None:
-    """A sentence explaining why HOST_PATH (inside ROOTFS) cannot be executed, or None."""
-    shown = _container_path(host_path, rootfs)
+def diagnose_exec_failure(host_path: str, rootfs: str = "/",
+                          shown: str | None = None) -> Diagnosis | None:
+    """A sentence explaining why HOST_PATH (inside ROOTFS) cannot be executed, or None.
+
+    SHOWN is the program's path as the container sees it (default: relative to ROOTFS).
+    """
+    shown = shown or _container_path(host_path, rootfs)
     try:
         with open(host_path, "rb") as f:
             head = f.read(256)

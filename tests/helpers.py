@@ -110,3 +110,26 @@ def which(tool: str) -> str:
     if path is None:
         pytest.skip(f"{tool} is not installed")
     return path
+
+
+EM_X86_64, EM_AARCH64 = 62, 183
+
+
+def make_elf(machine: int = EM_X86_64, interpreter: str | None = None) -> bytes:
+    """A minimal 64-bit little-endian ELF executable header, written by hand.
+
+    With INTERPRETER it carries a PT_INTERP segment naming it, as a
+    dynamically linked program does. It has no code: only exec's checks matter.
+    """
+    import struct
+
+    phnum = 1 if interpreter else 0
+    header = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    header += struct.pack("<HHIQQQIHHHHHH", 2, machine, 1, 0x400000, 64 if phnum else 0, 0,
+                          0, 64, 56, phnum, 64, 0, 0)
+    if not interpreter:
+        return header
+    name = interpreter.encode() + b"\0"
+    offset = 64 + 56
+    segment = struct.pack("<IIQQQQQQ", 3, 4, offset, offset, offset, len(name), len(name), 1)
+    return header + segment + name

@@ -195,6 +195,8 @@ def _start_container(opts: GlobalOptions, container: Container, *, attach: bool,
         return _detach(container, sandbox, spec)
     spec = replace(spec, stdin=0 if interactive else None, stdout=1, stderr=2)
     code = 125
+    # Running from now on, so that a rootless run killed at any moment shows as exited.
+    container.mark_running(os.getpid(), 0)
     try:
         code = sandbox.run(spec, on_start=lambda p: container.mark_running(os.getpid(),
                                                                           p.init_pid))

@@ -24,14 +24,14 @@ import os
 import signal
 import sys
 import termios
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from rootless.errors import RootlessError
 from rootless.sandbox import libc
 from rootless.sandbox.mounts import enter_rootfs, loopback_up, resolve_in_root
 from rootless.sandbox.seccomp import install_fake_ownership
-from rootless.sandbox.spec import DEFAULT_PATH, ProcessSpec, Rootfs, RootfsSetup
+from rootless.sandbox.spec import DEFAULT_PATH, MountSpec, ProcessSpec, Rootfs, RootfsSetup
 from rootless.sandbox.users import resolve_user
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
@@ -84,7 +84,7 @@ def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
         for fd in stdio:
             if fd > 2:
                 os.close(fd)
-        relay_command_status(exec_r, status_fd, root.path)
+        relay_command_status(exec_r, status_fd, root.path, spec)
         code = supervise(pid)
         if root.release is not None:
             try:
@@ -101,22 +101,32 @@ def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
         os._exit(code)
 
 
-def relay_command_status(exec_r: int, status_fd: int, rootfs: str) -> None:
+def relay_command_status(exec_r: int, status_fd: int, rootfs: str,
+                         spec: ProcessSpec) -> None:
     """Wait until the command exec'd (EOF) or failed; pass its report on."""
     with os.fdopen(exec_r, "rb") as f:
         text = f.read().decode(errors="replace")
-    os.write(status_fd, diagnose_report(text, rootfs).encode())
+    os.write(status_fd, diagnose_report(text, rootfs, spec.mounts).encode())
     os.close(status_fd)
 
 
-def diagnose_report(text: str, rootfs: str) -> str:
+def host_path(path: str, rootfs: str, mounts: Sequence[MountSpec] = ()) -> str:
+    """Where container PATH is as seen from outside its mount tree (binds included)."""
+    for mount in sorted(mounts, key=lambda m: len(m.target), reverse=True):
+        target = mount.target.rstrip("/") or "/"
+        if mount.kind == "bind" and (path == target or path.startswith(target + "/")):
+            return mount.source + path[len(target):]
+    return resolve_in_root(rootfs, path)
+
+
+def diagnose_report(text: str, rootfs: str, mounts: Sequence[MountSpec] = ()) -> str:
     """Status lines with each ``exec ...`` failure replaced by its ``err`` explanation."""
     out = []
     for line in text.splitlines():
         if line.startswith("exec "):
             number, path, name = [*line[5:].split("\t"), "", ""][:3]
             exc = OSError(int(number), os.strerror(int(number)))
-            failure = exec_failure(resolve_in_root(rootfs, path), rootfs, name, exc)
+            failure = exec_failure(host_path(path, rootfs, mounts), rootfs, name, exc, path)
             line = f"err {failure.code}\t{failure.message}\t{failure.hint}".replace("\n", " ")
         if line:
             out.append(line + "\n")
@@ -245,12 +255,13 @@ def execute(argv: list[str], env: dict[str, str]) -> NoReturn:
         raise ExecFailure(0, f"{exc.errno}\t{os.path.abspath(path)}\t{argv[0]}") from exc
 
 
-def exec_failure(host_path: str, rootfs: str, name: str, exc: OSError) -> ExecFailure:
+def exec_failure(host_path: str, rootfs: str, name: str, exc: OSError,
+                 shown: str | None = None) -> ExecFailure:
     """Explain why execve of a file failed, with an ELF diagnosis where one applies."""
     if exc.errno in (errno.ENOENT, errno.ENOEXEC, errno.ELIBBAD):
         from rootless.elf import diagnose_exec_failure
 
-        diagnosis = diagnose_exec_failure(host_path, rootfs)
+        diagnosis = diagnose_exec_failure(host_path, rootfs, shown)
         if diagnosis is not None:
             code = 127 if exc.errno == errno.ENOENT else 126
             return ExecFailure(code, f'exec: "{name}": {diagnosis.message}', diagnosis.hint)

@@ -219,3 +219,31 @@ def test_sandbox_leaves_no_process_behind(rootfs: Path, mapping: IdMapping) -> N
 def test_missing_rootfs_is_a_sandbox_error(tmp_path: Path, mapping: IdMapping) -> None:
     with pytest.raises(SandboxError):
         run_in(tmp_path / "nope", mapping, "true")
+
+
+def test_foreign_binary_is_diagnosed(rootfs: Path, mapping: IdMapping) -> None:
+    from tests.helpers import EM_AARCH64, make_elf
+
+    if os.uname().machine != "x86_64" or os.path.exists(
+            "/proc/sys/fs/binfmt_misc/qemu-aarch64"):
+        pytest.skip("needs an x86_64 host without arm64 emulation")
+    (rootfs / "app").write_bytes(make_elf(EM_AARCH64))
+    (rootfs / "app").chmod(0o755)
+    with pytest.raises(ExecError) as info:
+        run_in(rootfs, mapping, "/app")
+    assert info.value.exit_code == 126
+    assert str(info.value) == (
+        'exec: "/app": image is linux/arm64, this host runs linux/amd64: '
+        "install qemu-user-static binfmt support or use --platform")
+
+
+def test_missing_interpreter_is_diagnosed(rootfs: Path, mapping: IdMapping) -> None:
+    from tests.helpers import make_elf
+
+    (rootfs / "app").write_bytes(make_elf(interpreter="/lib64/ld-linux-x86-64.so.2"))
+    (rootfs / "app").chmod(0o755)
+    with pytest.raises(ExecError) as info:
+        run_in(rootfs, mapping, "/app")
+    assert info.value.exit_code == 127
+    assert str(info.value) == ('exec: "/app": /app needs /lib64/ld-linux-x86-64.so.2, which '
+                               "this image lacks: built for glibc, image has musl?")
