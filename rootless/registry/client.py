@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
@@ -384,11 +385,33 @@ def _retries_from_env() -> int:
     return int(text)
 
 
+class _Adapter(requests.adapters.HTTPAdapter):
+    """HTTPAdapter whose unverified HTTPS (insecure registries, the HTTPS probe of
+    localhost) skips loading the system CA store it would not use anyway."""
+
+    _unverified: ssl.SSLContext | None = None
+
+    def build_connection_pool_key_attributes(
+            self, request: requests.PreparedRequest, verify: bool | str,
+            cert: str | tuple[str, str] | None = None,
+    ) -> Any:  # (host params, pool kwargs): typed dicts private to the requests stubs
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert)
+        if verify is False and cert is None and host_params.get("scheme") == "https":
+            if _Adapter._unverified is None:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                _Adapter._unverified = context
+            pool_kwargs["ssl_context"] = _Adapter._unverified
+        return host_params, pool_kwargs
+
+
 def new_session() -> requests.Session:
     session = requests.Session()
     session.headers["User-Agent"] = "rootless"
     # Enough pooled connections for the parallel layer downloads.
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
+    adapter = _Adapter(pool_connections=4, pool_maxsize=16)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
