@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 import requests
 import urllib3
 
-from rootless.errors import RegistryError, UsageError
+from rootless.errors import RegistryError, StoreError, UsageError
 from rootless.oci.model import (
     DOCKER_LAYER_FOREIGN,
     DOCKER_MANIFEST,
@@ -234,29 +234,43 @@ class RegistryClient:
                 resp.close()
                 raise RegistryError(f"{subject}: blob {digest}: registry resumed at the wrong "
                                     "offset")
-            try:
-                for chunk in _body_chunks(resp):
-                    if skip:
-                        drop = min(skip, len(chunk))
-                        chunk, skip = chunk[drop:], skip - drop
-                        if not chunk:
-                            continue
-                    if size >= 0 and written + len(chunk) > size:
-                        raise RegistryError(
-                            f"{subject}: blob {digest}: registry sent more than the "
-                            f"{size} bytes the manifest declares", code="DIGEST_INVALID")
+            chunks = _body_chunks(resp)
+            dropped: BaseException | None = None
+            while True:
+                try:
+                    chunk = next(chunks, b"")
+                except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError,
+                        requests.Timeout, urllib3.exceptions.HTTPError, OSError) as exc:
+                    dropped = exc
+                    break
+                if not chunk:
+                    break
+                if skip:
+                    cut = min(skip, len(chunk))
+                    chunk, skip = chunk[cut:], skip - cut
+                    if not chunk:
+                        continue
+                if size >= 0 and written + len(chunk) > size:
+                    resp.close()
+                    raise RegistryError(
+                        f"{subject}: blob {digest}: registry sent more than the "
+                        f"{size} bytes the manifest declares", code="DIGEST_INVALID")
+                try:
                     sink.write(chunk)
-                    written += len(chunk)
-                    if progress:
-                        progress(written)
-            except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError,
-                    requests.Timeout, urllib3.exceptions.HTTPError, OSError) as exc:
+                except OSError as exc:  # disk full, quota: not the network's fault
+                    resp.close()
+                    raise StoreError(f"{subject}: writing blob {digest}: {exc.strerror}"
+                                     ) from None
+                written += len(chunk)
+                if progress:
+                    progress(written)
+            if dropped is not None:
                 resp.close()
                 drops += 1
                 if drops > self.transport.retries:
                     raise RegistryError(f"{subject}: blob {digest}: download failed after "
-                                        f"{drops} dropped connections: {short_reason(exc)}"
-                                        ) from None
+                                        f"{drops} dropped connections: "
+                                        f"{short_reason(dropped)}") from None
                 continue
             resp.close()
             if size < 0 or written >= size:

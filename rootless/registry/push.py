@@ -90,7 +90,7 @@ def _push(store: Store, image: StoredImage, reference: ImageReference, client: R
         progress.status(digest, "Preparing")
 
         def open_blob() -> BinaryIO:
-            return open(store.blob_path(digest), "rb")
+            return store.open_blob(digest)
 
         def advance(done: int) -> None:
             check(cancelled)
