@@ -76,6 +76,13 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
 
 def save_config(data: dict[str, Any], path: Path | None = None) -> None:
     path = path or config_path()
+    try:
+        _write_private(data, path)
+    except OSError as exc:
+        raise RegistryError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _write_private(data: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=".config.json.", dir=path.parent)
     try:

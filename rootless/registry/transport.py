@@ -157,10 +157,7 @@ class Transport:
             try:
                 resp = self.session.get(f"{base}/v2/", auth=self.auth, timeout=CONNECT_TIMEOUT,
                                         verify=self.policy.verify, cert=self.policy.client_cert)
-            except requests.exceptions.SSLError as exc:
-                last = exc
-                continue
-            except requests.ConnectionError as exc:
+            except requests.RequestException as exc:  # TLS refused, connection refused, ...
                 last = exc
                 continue
             if resp.status_code == 429:
@@ -229,6 +226,9 @@ class Transport:
                 self._wait(attempt, f"{short_reason(exc)}")
                 attempt += 1
                 continue
+            except requests.RequestException as exc:  # bad redirects, invalid URLs
+                raise RegistryError(f"{self.host}: {what or method + ' ' + path}: "
+                                    f"{short_reason(exc)}") from None
             log.debug("%s %s -> %d", method, _without_query(resp.request.url or path),
                       resp.status_code)
             self._log_rate_limit(resp)
