@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
+import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,7 +170,7 @@ class Containers:
         else:
             taken = {c.name for c in existing}
             name = next(n for n in (_random_name() for _ in range(100)) if n not in taken)
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()
         path = self.dir / cid
         path.mkdir()
         for sub in ("upper", "work", "rootfs"):
@@ -228,7 +228,7 @@ class Containers:
 
 
 def _random_name() -> str:
-    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
+    return f"{random.choice(_ADJECTIVES)}_{random.choice(_NAMES)}"
 
 
 def remove_tree(path: Path) -> None:

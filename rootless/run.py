@@ -200,7 +200,22 @@ def rootfs_setup(root: Path, container: Container, driver: str,
     def setup() -> Rootfs:
         from rootless.cowfs import mount_rootfs
 
-        handle = mount_rootfs(lowers, container.upper, container.work, container.rootfs, driver)
+        if remove_after and driver in ("auto", "overlay"):
+            transient = _mount_volatile_overlay(lowers, container)
+            if transient is not None:
+                return transient
+        if driver == "auto":
+            # Trying overlayfs here, where it is needed, is cheaper than auto's probe
+            # (a namespace and a test mount of its own); on failure the probe decides.
+            try:
+                handle = mount_rootfs(lowers, container.upper, container.work,
+                                      container.rootfs, "overlay")
+            except Exception:
+                handle = mount_rootfs(lowers, container.upper, container.work,
+                                      container.rootfs, "auto")
+        else:
+            handle = mount_rootfs(lowers, container.upper, container.work, container.rootfs,
+                                  driver)
 
         def release() -> None:
             handle.unmount()
@@ -212,6 +227,36 @@ def rootfs_setup(root: Path, container: Container, driver: str,
         return Rootfs(str(container.rootfs), release)
 
     return setup
+
+
+def _mount_volatile_overlay(lowers: list[Path], container: Container) -> Rootfs | None:
+    """An overlayfs mount for a ``--rm`` container, with ``volatile`` (as podman does).
+
+    Unmounting an overlayfs syncs its upper file system (the whole disk the
+    store is on); a container whose layer is deleted on exit needs none of
+    that. None when the mount does not work here (the caller falls back).
+    """
+    from rootless.cowfs.overlay import overlay_options
+    from rootless.sandbox import libc
+
+    if not lowers:
+        return None
+    options = overlay_options(lowers, container.upper, container.work) + ",volatile"
+    if len(options) > 4000:
+        return None
+    target = str(container.rootfs)
+    try:
+        libc.mount("overlay", target, "overlay", libc.MS_NODEV, options)
+    except OSError:
+        return None
+
+    def release() -> None:
+        from rootless.fsutil import force_rmtree
+
+        libc.umount2(target, libc.MNT_DETACH)
+        force_rmtree(container.path)
+
+    return Rootfs(target, release)
 
 
 def containers_of(root: Path) -> Containers:

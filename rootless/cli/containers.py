@@ -181,10 +181,6 @@ def _start_container(opts: GlobalOptions, container: Container, *, attach: bool,
     from rootless.sandbox import Sandbox
 
     driver = str(container.config.get("Driver") or opts.storage_driver)
-    if driver == "auto":
-        from rootless.cowfs import select_driver
-
-        driver = select_driver("auto", opts.root).name
     spec = spec_from_json(container.config)
     sandbox = Sandbox(rootfs_setup(opts.root, container, driver, remove_after=remove))
     if opts.debug:
