@@ -82,6 +82,7 @@ class Store:
         self._lease_fd: int | None = None
         self._lease_depth = 0
         self._thread_lock = threading.RLock()
+        self._lock_owner: int | None = None
         self._lease_guard = threading.Lock()
 
     @classmethod
@@ -112,7 +113,7 @@ class Store:
         other threads using this Store object; reentrant within one thread.
 
         Take it around read-modify-write sequences on tags and images. Do not
-        take ``lease()`` while holding it (lease first, then lock).
+        take a lease inside it expecting it to outlive the lock (lease first, then lock).
         """
         with self._thread_lock:
             if self._lock_depth == 0:
@@ -123,6 +124,7 @@ class Store:
                     os.close(fd)
                     raise
                 self._lock_fd = fd
+                self._lock_owner = threading.get_ident()
             self._lock_depth += 1
             try:
                 yield
@@ -131,13 +133,19 @@ class Store:
                 if self._lock_depth == 0 and self._lock_fd is not None:
                     os.close(self._lock_fd)
                     self._lock_fd = None
+                    self._lock_owner = None
 
     @contextlib.contextmanager
     def lease(self) -> Iterator[None]:
         """Keep garbage collection away while blobs are stored but not yet referenced.
 
-        Shared between writers; ``gc()`` waits for all leases. Reentrant.
+        Shared between writers; ``gc()`` waits for all leases. Reentrant. Inside
+        ``lock()`` (which gc also needs) a new lease is a no-op: taking gc.lock
+        there could deadlock against a gc waiting for the store lock.
         """
+        if self._lock_owner == threading.get_ident() and self._lease_depth == 0:
+            yield
+            return
         with self._lease_guard:
             if self._lease_depth == 0:
                 fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)

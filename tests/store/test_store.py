@@ -293,3 +293,25 @@ def test_digest_references_are_not_tags(store: Store) -> None:
     digest_only = ref(f"x@{image.manifest_digest}")
     tagged = store.add_manifest(image.manifest_bytes, [by_digest, digest_only])
     assert tagged.tags == (ref("app:1"),)
+
+
+def test_lease_inside_lock_cannot_deadlock_with_gc(tmp_path: Path) -> None:
+    import threading
+
+    writer = Store.open(tmp_path / "s")
+    collector = Store.open(tmp_path / "s")
+    done = threading.Event()
+
+    def collect() -> None:
+        collector.gc()  # waits for writer's store lock, holding gc.lock
+        done.set()
+
+    thread = threading.Thread(target=collect)
+    with writer.lock():
+        thread.start()
+        # A lease taken inside the lock must not wait for gc.lock held by the collector.
+        layer = writer.put_layer(io.BytesIO(small_tar({"f": b"1"})))
+        commit(writer, [layer], ["safe"])
+    thread.join(30)
+    assert done.is_set()
+    assert writer.resolve("safe").diff_ids == (layer.diff_id,)
