@@ -7,12 +7,14 @@ from here. Handlers import the store lazily to keep ``rootless run`` start-up li
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import json
 import sys
 from typing import TYPE_CHECKING, Any
 
 from rootless.errors import RootlessError, StoreConflict, UsageError
+from rootless.reference import ImageReference
 
 if TYPE_CHECKING:
     from rootless.cli import GlobalOptions
@@ -133,19 +135,17 @@ def _image_rows(images: list[StoredImage]) -> list[tuple[StoredImage, str, str]]
 
 
 def _matches(row: tuple[StoredImage, str, str], pattern: str) -> bool:
+    """Docker's reference filter: shell globs over the name (short or full) and tag."""
     _image, repo, tag = row
     if repo == "<none>":
         return False
-    name, _, want_tag = pattern.rpartition(":") if ":" in pattern.split("/")[-1] \
-        else (pattern, "", "")
-    from rootless.reference import ImageReference
-
-    candidates = {repo}
-    try:
-        candidates.add(ImageReference.parse(repo).name)
-    except RootlessError:
-        pass
-    return any(fnmatch.fnmatchcase(c, name) for c in candidates) and \
+    name, want_tag = pattern, ""
+    if ":" in pattern.rsplit("/", 1)[-1]:  # a colon after the last slash starts the tag
+        name, want_tag = pattern.rsplit(":", 1)
+    names = {repo}
+    with contextlib.suppress(RootlessError):
+        names.add(ImageReference.parse(repo).name)
+    return any(fnmatch.fnmatchcase(n, name) for n in names) and \
         (not want_tag or fnmatch.fnmatchcase(tag, want_tag))
 
 
@@ -349,7 +349,6 @@ def history(opts: GlobalOptions, args: argparse.Namespace) -> int:
 
 
 def tag(opts: GlobalOptions, args: argparse.Namespace) -> int:
-    from rootless.reference import ImageReference
 
     target = ImageReference.parse(args.target)
     store = open_store(opts)
@@ -360,7 +359,6 @@ def tag(opts: GlobalOptions, args: argparse.Namespace) -> int:
 
 def _named_by_tag(image: StoredImage, name: str) -> Any:
     """The tag ``name`` denotes on ``image``, or None when it named the image by ID/digest."""
-    from rootless.reference import ImageReference
 
     try:
         ref = ImageReference.parse(name)
