@@ -349,7 +349,6 @@ def history(opts: GlobalOptions, args: argparse.Namespace) -> int:
 
 
 def tag(opts: GlobalOptions, args: argparse.Namespace) -> int:
-
     target = ImageReference.parse(args.target)
     store = open_store(opts)
     with store.lock():
@@ -357,9 +356,8 @@ def tag(opts: GlobalOptions, args: argparse.Namespace) -> int:
     return 0
 
 
-def _named_by_tag(image: StoredImage, name: str) -> Any:
+def _named_by_tag(image: StoredImage, name: str) -> ImageReference | None:
     """The tag ``name`` denotes on ``image``, or None when it named the image by ID/digest."""
-
     try:
         ref = ImageReference.parse(name)
     except RootlessError:
