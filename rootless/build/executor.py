@@ -97,25 +97,26 @@ class Builder:
             stamp = datetime.now(UTC)
         return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
 
-    def _resolve_image(self, ref: str, loc: Location) -> StoredImage:
+    def _resolve_image(self, ref: str, loc: Location,
+                       platform: str | None = None) -> StoredImage:
         vertex = self.progress.start(f"[internal] load metadata for {ref}")
         image: StoredImage | None = None
         if not self.req.pull:
             with contextlib.suppress(ImageNotFound):
                 image = self.store.resolve(ref)
         if image is None:
-            image = self._pull(ref, loc)
+            image = self._pull(ref, loc, platform or self.req.platform)
         self.progress.done(vertex)
         return image
 
-    def _pull(self, ref: str, loc: Location) -> StoredImage:
+    def _pull(self, ref: str, loc: Location, platform: str | None) -> StoredImage:
         try:
             from rootless.registry import pull_image
         except ImportError:
             raise PlanError(f"base image {ref!r} is not in the store", loc,
                             hint="import or pull it first") from None
         try:
-            return pull_image(self.store, ref, self.req.platform)
+            return pull_image(self.store, ref, platform)
         except RootlessError as exc:
             raise PlanError(f"base image {ref!r} is not in the store and pulling it failed: "
                             f"{exc.message}", loc, hint=exc.hint) from exc
@@ -141,7 +142,7 @@ class Builder:
                         refs.append(name)
             for ref in refs:
                 if ref not in images:
-                    image = self._resolve_image(ref, df.stages[index].loc)
+                    image = self._resolve_image(ref, df.stages[index].loc, base.platform)
                     stored[ref] = image
                     images[ref] = BaseImage(str(image.image_id), image.config)
         self.stored = stored

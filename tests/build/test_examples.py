@@ -430,3 +430,24 @@ def test_copy_from_an_image(rl: Rootless, ctx: Path) -> None:
         'ENTRYPOINT ["/bin/busybox"]\nCMD ["echo", "static from scratch"]\n')
     rl("build", "-t", "ex-from-image", ctx)
     assert run_output(rl, "ex-from-image") == "static from scratch\n"
+
+
+def test_missing_base_is_pulled_from_a_registry(tmp_path: Path, busybox_tar: Path,
+                                               ctx: Path) -> None:
+    from tests.registry.servers import start_registry
+
+    registry = start_registry(tmp_path / "registry")
+    try:
+        env = {"DOCKER_CONFIG": str(tmp_path / "docker-config"),
+               "XDG_CONFIG_HOME": str(tmp_path / "xdg-config")}
+        pusher = runner(tmp_path / "pusher")
+        ref = f"{registry.host}/base/busybox:1"
+        pusher("import", busybox_tar, ref, env=env)
+        pusher("push", ref, env=env)
+        rl = runner(tmp_path / "fresh")
+        (ctx / "Dockerfile").write_text(f"FROM {ref}\nRUN echo pulled > /pulled.txt\n")
+        rl("build", "-t", "ex-pulled", ctx, env=env)
+        assert ref in rl("images", "--format", "{{.Repository}}:{{.Tag}}", env=env).stdout
+        assert run_output(rl, "ex-pulled", "cat", "/pulled.txt", env=env) == "pulled\n"
+    finally:
+        registry.stop()
