@@ -451,3 +451,10 @@ def test_missing_base_is_pulled_from_a_registry(tmp_path: Path, busybox_tar: Pat
         assert run_output(rl, "ex-pulled", "cat", "/pulled.txt", env=env) == "pulled\n"
     finally:
         registry.stop()
+
+
+def test_run_network_none_has_only_loopback(rl: Rootless, ctx: Path) -> None:
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\nRUN --network=none ls /sys/class/net > /nets.txt\n")
+    rl("build", "-t", "ex-nonet", ctx)
+    assert run_output(rl, "ex-nonet", "cat", "/nets.txt") == "lo\n"
