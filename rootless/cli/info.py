@@ -32,6 +32,42 @@ def register(verbs: argparse._SubParsersAction, groups: dict[str, Any]) -> None:
                               description="Display system-wide information")
         p.add_argument("-f", "--format", help="'json' for JSON output")
         p.set_defaults(handler=info)
+    if "unshare" not in getattr(verbs, "_name_parser_map", {}):
+        help_text = ("Run a command in rootless's user namespace (as podman unshare), e.g. to "
+                     "remove files a container chowned to sub-IDs")
+        p = verbs.add_parser("unshare", help=help_text, description=help_text)
+        p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+        p.set_defaults(handler=unshare)
+
+
+def unshare(opts: GlobalOptions, args: argparse.Namespace) -> int:
+    """Exec COMMAND (default $SHELL) as root of a user + mount namespace with the mapping."""
+    import sys
+
+    from rootless.sandbox.userns import run_in_userns
+
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    command = command or [os.environ.get("SHELL") or "/bin/sh"]
+
+    import shutil
+
+    program = shutil.which(command[0])
+    if program is None:
+        print(f'rootless: exec: "{command[0]}": executable file not found in $PATH',
+              file=sys.stderr)
+        return 127
+
+    def execute() -> int:
+        env = {**os.environ, "ROOTLESS_UNSHARE": "1", "ROOTLESS_ROOT": str(opts.root)}
+        try:
+            os.execve(program, command, env)
+        except OSError as exc:
+            print(f"rootless: {command[0]}: {exc.strerror}", file=sys.stderr)
+        return 126
+
+    return run_in_userns(execute)
 
 
 def _read(path: str) -> str | None:

@@ -41,3 +41,12 @@ def test_missing_newuidmap_gives_the_remedy(rootless: Rootless, tmp_path: Path) 
     assert " ID mapping: single" in result.stdout
     assert "[FAIL] newuidmap: not installed" in result.stdout
     assert "remedy: sudo apt-get install uidmap" in result.stdout
+
+
+def test_unshare_runs_as_mapped_root(rootless: Rootless) -> None:
+    out = rootless("unshare", "sh", "-c", "id -u; cat /proc/self/uid_map").stdout.splitlines()
+    assert out[0] == "0"
+    assert out[1].split() == ["0", str(os.geteuid()), "1"]
+    assert rootless("unshare", "sh", "-c", "exit 4", check=False).returncode == 4
+    missing = rootless("unshare", "no-such-program", check=False)
+    assert missing.returncode == 127 and "executable file not found" in missing.stderr
