@@ -104,6 +104,22 @@ def make_busybox_rootfs_tar(dest: Path, extra: dict[str, bytes] | None = None) -
     return dest
 
 
+def tar_bytes(files: dict[str, bytes | None]) -> bytes:
+    """A small uncompressed tar: each name holds its bytes, or is a directory for None."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.mtime = 1700000000
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def which(tool: str) -> str:
     """The path of a peer tool, or skip the test naming what is missing."""
     path = shutil.which(tool)

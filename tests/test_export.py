@@ -12,21 +12,11 @@ from typing import IO
 
 from rootless.export import LayerSource, flatten
 from rootless.oci.layer import make_whiteout
-from tests.helpers import Rootless
+from tests.helpers import Rootless, tar_bytes
 
 
 def _layer(entries: dict[str, bytes | None]) -> LayerSource:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in entries.items():
-            info = tarfile.TarInfo(name)
-            if data is None:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            else:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    raw = buf.getvalue()
+    raw = tar_bytes(entries)
 
     @contextlib.contextmanager
     def source() -> Iterator[IO[bytes]]:

@@ -452,8 +452,6 @@ def collect_garbage(store: Store) -> GcReport:
 
 
 def prune_images(opts: GlobalOptions, args: argparse.Namespace) -> int:
-    from rootless.cli.output import human_size
-
     what = "all images without at least one container associated to them" if args.all \
         else "all dangling images"
     if not args.force and not confirm(f"WARNING! This will remove {what}.\n"
@@ -462,9 +460,15 @@ def prune_images(opts: GlobalOptions, args: argparse.Namespace) -> int:
     store = open_store(opts)
     lines = prune_unused_images(store, args.all)
     report = collect_garbage(store)
-    if lines:
-        print("Deleted Images:")
-        print("\n".join(lines))
-        print()
-    print(f"Total reclaimed space: {human_size(report.reclaimed)}")
+    print_prune_report({"Deleted Images": lines}, report.reclaimed)
     return 0
+
+
+def print_prune_report(sections: dict[str, list[str]], reclaimed: int) -> None:
+    """Docker's prune output: each non-empty section, then the space reclaimed."""
+    from rootless.cli.output import human_size
+
+    for title, lines in sections.items():
+        if lines:
+            print(f"{title}:\n" + "\n".join(lines) + "\n")
+    print(f"Total reclaimed space: {human_size(reclaimed)}")

@@ -152,8 +152,13 @@ def disk_usage(opts: GlobalOptions, args: argparse.Namespace) -> int:
 
 
 def prune_system(opts: GlobalOptions, args: argparse.Namespace) -> int:
-    from rootless.cli.images import collect_garbage, confirm, open_store, prune_unused_images
-    from rootless.cli.output import human_size
+    from rootless.cli.images import (
+        collect_garbage,
+        confirm,
+        open_store,
+        print_prune_report,
+        prune_unused_images,
+    )
     from rootless.containers import Containers
     from rootless.fsutil import tree_size
 
@@ -182,15 +187,8 @@ def prune_system(opts: GlobalOptions, args: argparse.Namespace) -> int:
         reclaimed += _prune_build_cache(store, keep, everything=args.all)
     report = collect_garbage(store)
     reclaimed += report.reclaimed
-    if removed_containers:
-        print("Deleted Containers:")
-        print("\n".join(removed_containers))
-        print()
-    if lines:
-        print("Deleted Images:")
-        print("\n".join(lines))
-        print()
-    print(f"Total reclaimed space: {human_size(reclaimed)}")
+    print_prune_report({"Deleted Containers": removed_containers, "Deleted Images": lines},
+                       reclaimed)
     return 0
 
 

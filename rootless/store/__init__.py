@@ -117,13 +117,7 @@ class Store:
         """
         with self._thread_lock:
             if self._lock_depth == 0:
-                fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                except BaseException:
-                    os.close(fd)
-                    raise
-                self._lock_fd = fd
+                self._lock_fd = _flocked(self.root / "lock", fcntl.LOCK_EX)
                 self._lock_owner = threading.get_ident()
             self._lock_depth += 1
             try:
@@ -148,13 +142,7 @@ class Store:
             return
         with self._lease_guard:
             if self._lease_depth == 0:
-                fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_SH)
-                except BaseException:
-                    os.close(fd)
-                    raise
-                self._lease_fd = fd
+                self._lease_fd = _flocked(self.root / "gc.lock", fcntl.LOCK_SH)
             self._lease_depth += 1
         try:
             yield
@@ -558,6 +546,17 @@ def _build_cache_roots(buildcache_dir: Path) -> tuple[set[Digest], set[Digest]]:
                 if layer.get("diff_id"):
                     diff_ids.add(Digest(layer["diff_id"]))
     return blobs, diff_ids
+
+
+def _flocked(path: Path, operation: int) -> int:
+    """An fd of ``path`` (created if missing) holding ``flock(operation)``."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, operation)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _plain(desc: Descriptor) -> Descriptor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import pytest
 from rootless.oci.model import canonical_json
 from rootless.reference import ImageReference
 from rootless.store import Store
-from tests.helpers import Rootless, make_busybox_rootfs_tar
+from tests.helpers import Rootless, make_busybox_rootfs_tar, tar_bytes
 
 
 def _sha256(path: Path) -> str:
@@ -101,7 +102,7 @@ def _commit_with_history(store_root: Path, busybox_tar: Path) -> str:
     store = Store.open(store_root)
     with busybox_tar.open("rb") as f:
         layer = store.put_layer(f)
-    extra = store.put_layer(_tar_of({"etc/motd": b"hello\n"}))
+    extra = store.put_layer(io.BytesIO(tar_bytes({"etc/motd": b"hello\n"})))
     config = {
         "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
         "config": {"Cmd": ["sh"]},
@@ -115,19 +116,6 @@ def _commit_with_history(store_root: Path, busybox_tar: Path) -> str:
     }
     image = store.commit_image(config, [layer, extra], [ImageReference.parse("hist")])
     return str(image.image_id)
-
-
-def _tar_of(files: dict[str, bytes]) -> object:
-    import io
-    import tarfile
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    buf.seek(0)
-    return buf
 
 
 def test_history_of_a_multi_step_image(rootless: Rootless, store_root: Path,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from rootless.oci.digest import sha256_of
 from rootless.oci.model import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, LayerInfo
 from rootless.reference import ImageReference
 from rootless.store import Store
+from tests.helpers import tar_bytes
 
 
 def ref(text: str) -> ImageReference:
@@ -29,13 +29,7 @@ def ref(text: str) -> ImageReference:
 
 
 def small_tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return tar_bytes(dict(files))
 
 
 @pytest.fixture
