@@ -71,6 +71,7 @@ class Builder:
         self._driver: str | None = None
         self._mapping: Any = None
         self._stage_states: dict[int, ImageState] = {}
+        self.stored: dict[str, StoredImage] = {}  # images named by FROM or COPY --from
 
     # -- set-up ---------------------------------------------------------------
 
