@@ -154,15 +154,20 @@ def _pairs(text: str, line: str) -> list[tuple[str, str]]:
 def import_rootfs(store: Store, stream: IO[bytes], *, source: str,
                   tags: Sequence[ImageReference] = (), changes: Sequence[str] = (),
                   message: str = "", arch: str | None = None) -> StoredImage:
-    """Store ``stream`` (a rootfs tar, maybe compressed) as a new image and tag it."""
+    """Store ``stream`` (a rootfs tar, maybe compressed) as a new image and tag it.
+
+    ``arch`` is ``ARCH`` or ``ARCH/VARIANT`` (``arm/v7``); default the host's.
+    """
     container_config: dict[str, Any] = {}
     apply_changes(container_config, changes)
     created = format_time(build_time())
     with store.lease():
         what = "the tarball on stdin" if source == "-" else source
         layer = store.put_layer(open_maybe_compressed(stream, what), what=what)
+        architecture, _, variant = (arch or host_architecture()).partition("/")
         config: dict[str, Any] = {
-            "architecture": arch or host_architecture(),
+            "architecture": architecture,
+            **({"variant": variant} if variant else {}),
             "os": "linux",
             "created": created,
             "config": container_config,

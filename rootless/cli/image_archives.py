@@ -48,7 +48,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
                            help="apply Dockerfile instruction to the created image")
             p.add_argument("-m", "--message", default="", help="set commit message for "
                                                               "imported image")
-            p.add_argument("--platform", help="set platform (linux/ARCH)")
+            p.add_argument("--platform", help="set platform (linux/ARCH[/VARIANT])")
             p.set_defaults(handler=import_tarball)
 
     for parent in (verbs, groups["container"]):
@@ -162,7 +162,7 @@ def import_tarball(opts: GlobalOptions, args: argparse.Namespace) -> int:
     if args.platform:
         os_name, _, arch = args.platform.partition("/")
         if os_name != "linux" or not arch:
-            raise UsageError(f"invalid --platform {args.platform!r}: expected linux/ARCH")
+            raise UsageError(f"invalid --platform {args.platform!r}: expected linux/ARCH[/VARIANT]")
     store = open_store(opts)
     with input_stream(None if args.source == "-" else args.source, "import") as (stream, name):
         image = import_rootfs(store, stream, source=name, tags=tags, changes=args.change,

@@ -366,3 +366,11 @@ def test_a_damaged_image_can_be_seen_and_removed(rootless: Rootless, store_root:
     rootless("system", "prune", "-a", "-f")
     assert rootless("images", "-q").stdout == ""
     assert list((store_root / "blobs" / "sha256").iterdir()) == []
+
+
+def test_import_platform(rootless: Rootless, busybox_tar: Path) -> None:
+    rootless("import", "--platform", "linux/arm/v7", busybox_tar, "armish")
+    [info] = json.loads(rootless("image", "inspect", "armish").stdout)
+    assert (info["Os"], info["Architecture"], info["Variant"]) == ("linux", "arm", "v7")
+    res = rootless("import", "--platform", "windows/amd64", busybox_tar, check=False)
+    assert res.returncode == 2 and "expected linux/ARCH" in _one_line_error(res.stderr)
