@@ -100,9 +100,10 @@ class Store:
                 with store.lock():
                     if not store.index_path.exists():
                         store._write_index([])
-        except PermissionError as exc:
-            raise StoreError(f"cannot use store {root}: {exc.strerror}",
-                             hint="choose another directory with --root or ROOTLESS_ROOT")
+        except OSError as exc:
+            raise StoreError(f"cannot use store {root}: {exc.strerror or exc}",
+                             hint="choose another directory with --root or ROOTLESS_ROOT"
+                             ) from exc
         return store
 
     # -- locking -------------------------------------------------------------
@@ -522,7 +523,10 @@ class Store:
 
     def _write_index(self, entries: list[Descriptor]) -> None:
         assert self._lock_depth > 0, "index.json is written under the store lock"
-        atomic_write(self.index_path, Index.build(entries), tmp_dir=self.tmp_dir)
+        try:
+            atomic_write(self.index_path, Index.build(entries), tmp_dir=self.tmp_dir)
+        except OSError as exc:
+            raise StoreError(f"cannot update {self.index_path}: {exc.strerror or exc}") from exc
 
     def _image(self, digest: Digest, entries: list[Descriptor]) -> StoredImage:
         manifest_bytes = self.read_blob(digest)

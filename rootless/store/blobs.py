@@ -36,7 +36,11 @@ class BlobWriter:
         self._blobs_dir = blobs_dir
         self._expected = Digest(expected) if expected is not None else None
         self._expected_size = expected_size
-        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="blob-")
+        try:
+            fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="blob-")
+        except OSError as exc:
+            raise StoreError(f"cannot write to the store ({tmp_dir}): "
+                             f"{exc.strerror or exc}") from exc
         fcntl.flock(fd, fcntl.LOCK_EX)
         # Unbuffered: callers write in large chunks, and what was written is on
         # disk (visible to gc and to tests killing us mid-write) right away.
@@ -59,9 +63,12 @@ class BlobWriter:
             raise StoreError("write to a blob that is already committed or discarded")
         self._hasher.update(data)
         view = memoryview(data).cast("B")
-        while view:
-            written = self._file.write(view)  # raw writes may be partial
-            view = view[written or 0:]
+        try:
+            while view:
+                written = self._file.write(view)  # raw writes may be partial
+                view = view[written or 0:]
+        except OSError as exc:  # ENOSPC, EIO, a quota: the store's problem, told plainly
+            raise StoreError(f"writing to {self._tmp.parent}: {exc.strerror or exc}") from exc
         return len(data)
 
     def commit(self) -> Digest:
@@ -85,6 +92,9 @@ class BlobWriter:
                 os.replace(self._tmp, final)
                 fsync_dir(self._blobs_dir)
                 self._close()
+        except OSError as exc:
+            self._discard()
+            raise StoreError(f"storing blob {actual}: {exc.strerror or exc}") from exc
         except BaseException:
             self._discard()
             raise

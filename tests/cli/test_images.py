@@ -374,3 +374,16 @@ def test_import_platform(rootless: Rootless, busybox_tar: Path) -> None:
     assert (info["Os"], info["Architecture"], info["Variant"]) == ("linux", "arm", "v7")
     res = rootless("import", "--platform", "windows/amd64", busybox_tar, check=False)
     assert res.returncode == 2 and "expected linux/ARCH" in _one_line_error(res.stderr)
+
+
+def test_a_full_disk_is_a_clear_error(rootless: Rootless, store_root: Path,
+                                      busybox_tar: Path) -> None:
+    import subprocess as sp
+    rootless("images")
+    # A file size limit makes writes fail with EFBIG, as a full disk fails with ENOSPC.
+    proc = sp.run(["bash", "-c", 'ulimit -f 200 && exec rootless --root "$0" import "$1" big',
+                   str(store_root), str(busybox_tar)], capture_output=True, text=True,
+                  timeout=120)
+    assert proc.returncode == 1
+    assert "File too large" in _one_line_error(proc.stderr)
+    _store_is_empty(store_root)
