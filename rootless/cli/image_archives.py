@@ -81,9 +81,11 @@ def output_stream(path: str | None, what: str) -> Iterator[IO[bytes]]:
             yield out
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+            raise RootlessError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
 
 

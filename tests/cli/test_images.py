@@ -387,3 +387,9 @@ def test_a_full_disk_is_a_clear_error(rootless: Rootless, store_root: Path,
     assert proc.returncode == 1
     assert "File too large" in _one_line_error(proc.stderr)
     _store_is_empty(store_root)
+    rootless("import", busybox_tar, "small")
+    out = store_root.parent / "saved.tar"
+    proc = sp.run(["bash", "-c", 'ulimit -f 200 && exec rootless --root "$0" save -o "$1" small',
+                   str(store_root), str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "cannot write" in _one_line_error(proc.stderr)
+    assert not out.exists() and list(out.parent.glob(".saved.tar.*")) == []
