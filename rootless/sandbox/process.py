@@ -194,6 +194,8 @@ def become_and_exec(spec: ProcessSpec, full_mapping: bool, fake_ownership: bool,
         env.setdefault("PATH", DEFAULT_PATH)
         user = resolve_user(spec.user)
         env.setdefault("HOME", user.home)
+        if fake_ownership:
+            point_apt_at_root_sandbox(env)
         os.makedirs(spec.cwd, exist_ok=True)
         for target, fd in enumerate(stdio):
             if fd != target:
@@ -225,6 +227,27 @@ def become_and_exec(spec: ProcessSpec, full_mapping: bool, fake_ownership: bool,
     except BaseException as exc:
         report(status_fd, 125, f"preparing the container: {exc!r}")
     os._exit(125)
+
+
+APT_CONFIG_FILE = "/dev/.rootless/apt.conf"
+
+
+def point_apt_at_root_sandbox(env: dict[str, str]) -> None:
+    """Single-ID mode: tell apt not to drop privileges to its ``_apt`` user.
+
+    apt checks that getuid()/getgid() really changed after setuid("_apt"),
+    which the seccomp filter can only pretend; with ``APT::Sandbox::User
+    "root"`` it does not try. The file lives on the container's /dev tmpfs,
+    never in the image or its layers; APT_CONFIG adds to apt's own configuration
+    (and is left alone when the user set it).
+    """
+    if "APT_CONFIG" in env or not os.path.isdir("/etc/apt"):
+        return
+    if not os.path.exists(APT_CONFIG_FILE):
+        os.makedirs(os.path.dirname(APT_CONFIG_FILE), exist_ok=True)
+        with open(APT_CONFIG_FILE, "w") as f:
+            f.write('APT::Sandbox::User "root";\n')
+    env["APT_CONFIG"] = APT_CONFIG_FILE
 
 
 def find_executable(name: str, path_env: str) -> str:
