@@ -393,3 +393,36 @@ def test_a_full_disk_is_a_clear_error(rootless: Rootless, store_root: Path,
                    str(store_root), str(out)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "cannot write" in _one_line_error(proc.stderr)
     assert not out.exists() and list(out.parent.glob(".saved.tar.*")) == []
+
+
+def test_load_refuses_archives_that_do_not_add_up(rootless: Rootless, store_root: Path,
+                                                  busybox_tar: Path, tmp_path: Path) -> None:
+    layer = tar_bytes({"etc/motd": b"hi\n"})
+    other = tar_bytes({"etc/motd": b"something else\n"})
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {
+        "type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}).encode()
+    cases = {
+        "rootfs": (busybox_tar.read_bytes(), "neither a docker-archive nor an oci-archive"),
+        "mismatch": (tar_bytes({
+            "c.json": config, "l.tar": other,
+            "manifest.json": json.dumps([{"Config": "c.json", "RepoTags": ["x:1"],
+                                          "Layers": ["l.tar"]}]).encode()}),
+            "the config says"),
+        "missing": (tar_bytes({
+            "c.json": config,
+            "manifest.json": json.dumps([{"Config": "c.json", "RepoTags": ["x:1"],
+                                          "Layers": ["l.tar"]}]).encode()}),
+            "l.tar is missing"),
+        "bad-name": (tar_bytes({
+            "c.json": config, "l.tar": layer,
+            "manifest.json": json.dumps([{"Config": "c.json", "RepoTags": ["Bad Name"],
+                                          "Layers": ["l.tar"]}]).encode()}),
+            "not a valid image name"),
+    }
+    for case, (data, says) in cases.items():
+        archive = tmp_path / f"{case}.tar"
+        archive.write_bytes(data)
+        res = rootless("load", "-i", archive, check=False)
+        assert res.returncode == 1, case
+        assert says in _one_line_error(res.stderr), (case, res.stderr)
+        _store_is_empty(store_root)
