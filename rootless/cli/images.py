@@ -14,10 +14,10 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from rootless.errors import RootlessError, StoreConflict, UsageError
-from rootless.reference import ImageReference
 
 if TYPE_CHECKING:
     from rootless.cli import GlobalOptions
+    from rootless.reference import ImageReference
     from rootless.store import GcReport, Store, StoredImage
 
 Subparsers = argparse._SubParsersAction
@@ -142,6 +142,8 @@ def _matches(row: tuple[StoredImage, str, str], pattern: str) -> bool:
     name, want_tag = pattern, ""
     if ":" in pattern.rsplit("/", 1)[-1]:  # a colon after the last slash starts the tag
         name, want_tag = pattern.rsplit(":", 1)
+    from rootless.reference import ImageReference
+
     names = {repo}
     with contextlib.suppress(RootlessError):
         names.add(ImageReference.parse(repo).name)
@@ -349,6 +351,8 @@ def history(opts: GlobalOptions, args: argparse.Namespace) -> int:
 
 
 def tag(opts: GlobalOptions, args: argparse.Namespace) -> int:
+    from rootless.reference import ImageReference
+
     target = ImageReference.parse(args.target)
     store = open_store(opts)
     with store.lock():
@@ -358,6 +362,8 @@ def tag(opts: GlobalOptions, args: argparse.Namespace) -> int:
 
 def _named_by_tag(image: StoredImage, name: str) -> ImageReference | None:
     """The tag ``name`` denotes on ``image``, or None when it named the image by ID/digest."""
+    from rootless.reference import ImageReference
+
     try:
         ref = ImageReference.parse(name)
     except RootlessError:
