@@ -188,6 +188,7 @@ def list_images(opts: GlobalOptions, args: argparse.Namespace) -> int:
             print(shown)
         return 0
 
+    sizes = {image.manifest_digest: store.image_size(image) for image, _r, _t in rows}
     if args.format:
         items = [{
             "Containers": "N/A",
@@ -197,10 +198,10 @@ def list_images(opts: GlobalOptions, args: argparse.Namespace) -> int:
             "ID": image_id(image),
             "Repository": repo,
             "SharedSize": "N/A",
-            "Size": human_size(image.size),
+            "Size": human_size(sizes[image.manifest_digest]),
             "Tag": tag_name,
             "UniqueSize": "N/A",
-            "VirtualSize": human_size(image.size),
+            "VirtualSize": human_size(sizes[image.manifest_digest]),
         } for image, repo, tag_name in rows]
         print_formatted(args.format, items, headers={
             "ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT"})
@@ -208,7 +209,8 @@ def list_images(opts: GlobalOptions, args: argparse.Namespace) -> int:
     headers = ["REPOSITORY", "TAG"] + (["DIGEST"] if args.digests else []) + \
         ["IMAGE ID", "CREATED", "SIZE"]
     table = [[repo, tag_name] + ([str(image.manifest_digest)] if args.digests else []) +
-             [image_id(image), time_ago(image.created), human_size(image.size)]
+             [image_id(image), time_ago(image.created),
+              human_size(sizes[image.manifest_digest])]
              for image, repo, tag_name in rows]
     print_table(headers, table)
     return 0
@@ -244,7 +246,7 @@ def inspect_json(store: Store, image: StoredImage) -> dict[str, Any]:
         out["Variant"] = config["variant"]
     out.update({
         "Os": config.get("os", ""),
-        "Size": image.size,
+        "Size": store.image_size(image),
         "GraphDriver": {"Data": {"LowerDirs": ":".join(
             str(store.layer_dir(d)) for d in reversed(image.diff_ids))}, "Name": "rootless"},
         "RootFS": {"Type": "layers", "Layers": [str(d) for d in image.diff_ids]},
@@ -282,22 +284,22 @@ def inspect_images(opts: GlobalOptions, args: argparse.Namespace) -> int:
 # -- history ---------------------------------------------------------------------
 
 
-def history_rows(image: StoredImage) -> list[dict[str, Any]]:
-    """One row per history entry, newest first, with the size of its layer (0 if empty)."""
-    layers = list(image.layers)
+def history_rows(store: Store, image: StoredImage) -> list[dict[str, Any]]:
+    """One row per history entry, newest first, with its layer's unpacked size (0 if none)."""
+    from rootless.oci.model import parse_time
+
+    sizes = [store.layer_size(layer) for layer in image.layers]
     entries = list(image.image_config.history)
     rows: list[dict[str, Any]] = []
     if not entries:
-        for layer in layers:
-            rows.append({"created": None, "created_by": "", "size": layer.size,
-                         "comment": ""})
+        rows = [{"created": None, "created_by": "", "size": size, "comment": ""}
+                for size in sizes]
     layer_index = 0
     for entry in entries:
         size = 0
-        if not entry.empty_layer and layer_index < len(layers):
-            size = layers[layer_index].size
+        if not entry.empty_layer and layer_index < len(sizes):
+            size = sizes[layer_index]
             layer_index += 1
-        from rootless.oci.model import parse_time
         rows.append({"created": parse_time(entry.created), "created_by": entry.created_by,
                      "size": size, "comment": entry.comment})
     rows.reverse()
@@ -312,7 +314,7 @@ def history(opts: GlobalOptions, args: argparse.Namespace) -> int:
 
     store = open_store(opts)
     image = store.resolve(args.image)
-    rows = history_rows(image)
+    rows = history_rows(store, image)
 
     def shown_id(row: dict[str, Any]) -> str:
         if row["id"] == "<missing>" or args.no_trunc:

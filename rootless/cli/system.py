@@ -143,7 +143,7 @@ def disk_usage(opts: GlobalOptions, args: argparse.Namespace) -> int:
         print_table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE",
                      "UNIQUE SIZE", "CONTAINERS"],
                     [[repo, tag, image.short_id, time_ago(image.created),
-                      human_size(image.size),
+                      human_size(store.image_size(image)),
                       human_size(per_image[image.image_id]["shared"]),
                       human_size(per_image[image.image_id]["unique"]),
                       str(sum(r.image == image.image_id for r in records))]

@@ -60,6 +60,7 @@ from rootless.reference import ImageReference, is_image_id_prefix
 from rootless.store.blobs import BlobWriter
 from rootless.store.gc import GcReport, reachable_blobs, sweep_blobs, sweep_layer_dirs, sweep_temp
 from rootless.store.image import StoredImage
+from rootless.store.sizes import uncompressed_size
 
 __all__ = ["BlobWriter", "GcReport", "Store", "StoredImage"]
 
@@ -471,6 +472,14 @@ class Store:
         keep |= cached_blobs
         keep_layers = {d for image in self.images() for d in image.diff_ids} | cached_layers
         return keep, keep_layers
+
+    def layer_size(self, layer: Descriptor) -> int:
+        """Uncompressed bytes of a stored layer, as Docker's SIZE columns count them."""
+        return uncompressed_size(self.blob_path(layer.digest), layer.media_type)
+
+    def image_size(self, image: StoredImage) -> int:
+        """Uncompressed size of the image's layers (Docker's image Size)."""
+        return sum(self.layer_size(layer) for layer in image.layers)
 
     # -- paths others fill ---------------------------------------------------
 

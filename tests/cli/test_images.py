@@ -54,7 +54,7 @@ def test_import_inspect_history_tag_rmi(rootless: Rootless, busybox_tar: Path) -
     assert info["Config"]["Entrypoint"] is None
     assert info["Architecture"] in ("amd64", "arm64") and info["Os"] == "linux"
     assert info["RootFS"] == {"Type": "layers", "Layers": [_sha256(busybox_tar)]}
-    assert 0 < info["Size"] < busybox_tar.stat().st_size
+    assert info["Size"] == busybox_tar.stat().st_size  # unpacked, as Docker counts
     assert info["Created"].endswith("Z")
     assert rootless("image", "inspect", "-f", "{{.Id}} {{json .RepoTags}}",
                     "busybox:1").stdout == f'{image_id} ["busybox:1"]\n'

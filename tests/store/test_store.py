@@ -309,3 +309,18 @@ def test_lease_inside_lock_cannot_deadlock_with_gc(tmp_path: Path) -> None:
     thread.join(30)
     assert done.is_set()
     assert writer.resolve("safe").diff_ids == (layer.diff_id,)
+
+
+def test_layer_sizes_are_uncompressed(store: Store, tmp_path: Path) -> None:
+    from rootless.oci.model import OCI_LAYER, OCI_LAYER_GZIP, Descriptor
+    from rootless.store.sizes import uncompressed_size
+
+    data = small_tar({"a": b"x" * 300000, "b": os.urandom(5000)})
+    layer = store.put_layer(io.BytesIO(data))
+    assert store.layer_size(layer.descriptor()) == len(data) == layer.uncompressed_size
+    plain = store.put_blob(data)
+    assert store.layer_size(Descriptor(OCI_LAYER, plain.digest, plain.size)) == len(data)
+    # Past 4 GiB ISIZE wraps; a figure too small for the blob's size is raised.
+    fake = tmp_path / "big.gz"
+    fake.write_bytes(b"\x1f\x8b" + bytes(8 << 20) + (1000).to_bytes(4, "little"))
+    assert uncompressed_size(fake, OCI_LAYER_GZIP) == (1 << 32) + 1000
