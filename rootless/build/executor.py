@@ -477,6 +477,7 @@ class _OwnerRecorder:
     def __init__(self, mode: str, root: Path) -> None:
         self.mode = mode
         self.root = root
+        self.creator_ids = (os.geteuid(), os.getegid())  # owner of what we create
         self.pending: dict[str, tuple[int, int]] = {}
 
     def __call__(self, path: Path, uid: int, gid: int) -> None:
