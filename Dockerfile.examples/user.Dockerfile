@@ -3,7 +3,7 @@ FROM busybox
 RUN mkdir -p /home/daemon && chown daemon:daemon /home/daemon
 USER daemon
 WORKDIR /home/daemon
-RUN id -u > uid.txt && id -g >> uid.txt && touch mine.txt
+RUN id -u > uid.txt && id -g >> uid.txt && touch mine.txt \
+    && stat -c '%u %n' /home/daemon/mine.txt >> uid.txt
 USER root
-RUN stat -c '%u %n' /home/daemon/mine.txt >> /home/daemon/uid.txt
 CMD ["cat", "/home/daemon/uid.txt"]

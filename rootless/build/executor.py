@@ -91,6 +91,20 @@ class Builder:
             self._driver = select_driver(self.req.storage_driver, self.store.root).name
         return self._driver
 
+    def driver_for_user(self, user: str) -> str:
+        """The driver for a RUN as ``user``. Kernel overlayfs shows the unpacked layers'
+        owners as they are on disk (all ours), not the owners the layers record, so a
+        non-root USER could not write to its own files: with ``auto`` such steps use
+        the FUSE driver, which presents the recorded owners."""
+        if self.req.storage_driver != "auto" or user.split(":")[0] in ("", "0", "root"):
+            return self.driver
+        if self.driver == "overlay":
+            from rootless.cowfs.driver import unavailable
+
+            if unavailable("fuse", self.store.root) is None:
+                return "fuse"
+        return self.driver
+
     def now(self) -> str:
         if self.epoch is not None:
             stamp = datetime.fromtimestamp(self.epoch, UTC)

@@ -180,9 +180,8 @@ def test_heredocs(rl: Rootless, ctx: Path) -> None:
 
 
 def test_user_then_run(rl: Rootless, ctx: Path) -> None:
-    env = {"ROOTLESS_STORAGE_DRIVER": "fuse"}  # see test_chown_seen_by_run
-    build(rl, ctx, "user", "--no-cache", "-t", "ex-user", env=env)
-    assert run_output(rl, "ex-user", env=env) == "1\n1\n1 /home/daemon/mine.txt\n"
+    build(rl, ctx, "user", "--no-cache", "-t", "ex-user")
+    assert run_output(rl, "ex-user") == "1\n1\n1 /home/daemon/mine.txt\n"
 
 
 def test_cache_hit_and_partial_invalidation(tmp_path: Path, busybox_tar: Path,
