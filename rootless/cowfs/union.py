@@ -273,6 +273,13 @@ class Union:
             else:
                 self.copy_up(child)
         make_opaque(real)
+        # Now complete on its own, the directory needs no whiteouts (and kernel
+        # overlayfs would show them where this layer alone provides the directory).
+        with os.scandir(real) as entries:
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False) and is_whiteout(
+                        entry.stat(follow_symlinks=False)):
+                    os.unlink(entry.path)
         self.invalidate()
         return real
 

@@ -93,3 +93,12 @@ def test_sparse_copy_keeps_holes(tmp_path: Path) -> None:
     with open(copy, "rb") as f:
         f.seek(32 << 20)
         assert f.read(6) == b"middle"
+
+
+def test_renamed_directory_keeps_no_whiteouts(union: Union) -> None:
+    union.unlink("/dir/x")
+    union.rename("/dir", "/moved")
+    moved = Path(union.upper or "") / "moved"
+    assert is_opaque(moved)
+    assert sorted(os.listdir(moved)) == ["sub"]
+    assert [n for n, _ in union.readdir("/moved")] == ["sub"]
