@@ -251,10 +251,15 @@ def _mount_volatile_overlay(lowers: list[Path], container: Container) -> Rootfs 
         return None
 
     def release() -> None:
+        import contextlib
+
         from rootless.fsutil import force_rmtree
 
         libc.umount2(target, libc.MNT_DETACH)
-        force_rmtree(container.path)
+        # The kernel may still be tearing the overlay down (work/ changes under us):
+        # what stays behind, `rootless run` removes once the namespace is gone.
+        with contextlib.suppress(OSError):
+            force_rmtree(container.path)
 
     return Rootfs(target, release)
 

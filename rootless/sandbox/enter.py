@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 
 from rootless.errors import ContainerError
 from rootless.sandbox import libc
 from rootless.sandbox.process import (
     FORWARDED_SIGNALS,
+    Stdio,
     become_and_exec,
     diagnose_report,
     exit_code,
@@ -57,14 +59,15 @@ def exec_in(init_pid: int, spec: ProcessSpec) -> int:
         if os.readlink(f"/proc/{target}/ns/{name}") != os.readlink(f"/proc/self/ns/{name}"):
             ns_fds[name] = os.open(f"/proc/{target}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
     root_fd = os.open(f"/proc/{target}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    pty_master = pty_slave = None
+    console_parent = console_child = None
+    stdin = spec.stdin if spec.stdin is not None else os.open(os.devnull, os.O_RDONLY)
+    stdio = Stdio(stdin, spec.stdout if spec.stdout is not None else 1,
+                  spec.stderr if spec.stderr is not None else 2)
     if spec.tty:
-        pty_master, pty_slave = os.openpty()
-        stdio = (pty_slave, pty_slave, pty_slave)
-    else:
-        stdin = spec.stdin if spec.stdin is not None else os.open(os.devnull, os.O_RDONLY)
-        stdio = (stdin, spec.stdout if spec.stdout is not None else 1,
-                 spec.stderr if spec.stderr is not None else 2)
+        from rootless.sandbox.tty import window_size
+
+        console_parent, console_child = socket.socketpair()
+        stdio = Stdio(0, 1, 2, console_child.fileno(), window_size(stdin))
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     joiner = os.fork()
     if joiner == 0:
@@ -91,19 +94,26 @@ def exec_in(init_pid: int, spec: ProcessSpec) -> int:
             os.write(status_w, f"err 125\tentering the container: {exc}\t\n".encode())
         finally:
             os._exit(code)
-    for fd in (*ns_fds.values(), root_fd, status_w, *(f for f in (pty_slave,) if f)):
+    for fd in (*ns_fds.values(), root_fd, status_w):
         os.close(fd)
+    if console_child is not None:
+        console_child.close()
     with os.fdopen(status_r, "rb") as f:
         text = f.read().decode(errors="replace")
-    process = SandboxProcess(joiner, joiner, pty_master)
+    process = SandboxProcess(joiner, joiner)
     error = status_error(diagnose_report(text, f"/proc/{target}/root").splitlines())
+    if error is None and console_parent is not None:
+        _, fds, _, _ = socket.recv_fds(console_parent, 16, 1)
+        process.pty_master = fds[0] if fds else None
+    if console_parent is not None:
+        console_parent.close()
     if error is not None:
         process.wait()
         raise error
     previous = {s: signal.signal(s, lambda signum, _f: process.signal(signum))
                 for s in FORWARDED_SIGNALS[:3]}
     try:
-        if pty_master is not None:
+        if process.pty_master is not None:
             from rootless.sandbox.tty import relay
 
             relay(process, spec.stdin, spec.stdout if spec.stdout is not None else 1)

@@ -22,9 +22,11 @@ import errno
 import fcntl
 import os
 import signal
+import socket
 import sys
 import termios
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import NoReturn
 
 from rootless.errors import RootlessError
@@ -55,7 +57,7 @@ def report(status_fd: int, code: int, message: str, hint: str = "") -> None:
 
 
 def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
-              fake_ownership: bool, stdio: tuple[int, int, int], status_fd: int) -> NoReturn:
+              fake_ownership: bool, stdio: Stdio, status_fd: int) -> NoReturn:
     """PID 1 of the container; never returns."""
     code = 125
     try:
@@ -81,7 +83,7 @@ def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
         install_forwarding(pid)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
         os.close(exec_w)
-        for fd in stdio:
+        for fd in set(stdio.fds()):
             if fd > 2:
                 os.close(fd)
         relay_command_status(exec_r, status_fd, root.path, spec)
@@ -164,7 +166,7 @@ def exit_code(status: int) -> int:
 
 
 def command_main(spec: ProcessSpec, rootfs: str, full_mapping: bool, fake_ownership: bool,
-                 stdio: tuple[int, int, int], status_fd: int) -> NoReturn:
+                 stdio: Stdio, status_fd: int) -> NoReturn:
     """The container's command, PID 2; never returns."""
 
     def prepare() -> None:
@@ -175,7 +177,7 @@ def command_main(spec: ProcessSpec, rootfs: str, full_mapping: bool, fake_owners
 
 
 def become_and_exec(spec: ProcessSpec, full_mapping: bool, fake_ownership: bool,
-                    stdio: tuple[int, int, int], status_fd: int,
+                    stdio: Stdio, status_fd: int,
                     prepare: Callable[[], None] | None = None) -> NoReturn:
     """Take SPEC's user, directory, stdio and environment, and exec; never returns.
 
@@ -197,10 +199,11 @@ def become_and_exec(spec: ProcessSpec, full_mapping: bool, fake_ownership: bool,
         if fake_ownership:
             point_apt_at_root_sandbox(env)
         os.makedirs(spec.cwd, exist_ok=True)
-        for target, fd in enumerate(stdio):
+        fds = stdio.fds() if stdio.console is None else (open_console(stdio),) * 3
+        for target, fd in enumerate(fds):
             if fd != target:
                 os.dup2(fd, target)
-        if spec.tty:
+        if stdio.console is not None:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         if fake_ownership:
@@ -227,6 +230,33 @@ def become_and_exec(spec: ProcessSpec, full_mapping: bool, fake_ownership: bool,
     except BaseException as exc:
         report(status_fd, 125, f"preparing the container: {exc!r}")
     os._exit(125)
+
+
+@dataclass(frozen=True, slots=True)
+class Stdio:
+    """The command's standard descriptors, or (``-t``) a socket to send its terminal on."""
+
+    stdin: int
+    stdout: int
+    stderr: int
+    console: int | None = None
+    winsize: bytes | None = None
+
+    def fds(self) -> tuple[int, int, int]:
+        return (self.stdin, self.stdout, self.stderr)
+
+
+def open_console(stdio: Stdio) -> int:
+    """A pseudo-terminal from the container's own devpts (so ``tty`` names it and
+    /dev/pts shows it); its master goes to the caller over the console socket."""
+    assert stdio.console is not None
+    master, slave = os.openpty()  # /dev/ptmx is the container's after pivot_root
+    if stdio.winsize:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, stdio.winsize)
+    with socket.socket(fileno=os.dup(stdio.console)) as sock:
+        socket.send_fds(sock, [b"pty"], [master])
+    os.close(master)
+    return slave
 
 
 APT_CONFIG_FILE = "/dev/.rootless/apt.conf"

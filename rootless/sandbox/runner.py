@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from types import FrameType
 
 from rootless.errors import SandboxError
 from rootless.sandbox import libc
-from rootless.sandbox.process import FORWARDED_SIGNALS, exit_code, init_main
+from rootless.sandbox.process import FORWARDED_SIGNALS, Stdio, exit_code, init_main
 from rootless.sandbox.spec import ProcessSpec, RootfsSetup
 from rootless.sandbox.userns import IdMapping, fork_into_userns
 
@@ -99,18 +100,19 @@ class Sandbox:
         Raises ExecError (exit_code 126/127) when the command cannot be run,
         SandboxError for any other failure to set the container up.
         """
-        pty_master = pty_slave = None
-        if spec.tty:
-            pty_master, pty_slave = os.openpty()
+        console_parent = console_child = None
         null_fd = os.open(os.devnull, os.O_RDONLY) if spec.stdin is None and not spec.tty \
             else None
-        if pty_slave is not None:
-            stdio = (pty_slave, pty_slave, pty_slave)
-        else:
-            stdin = spec.stdin if spec.stdin is not None else null_fd
-            assert stdin is not None
-            stdio = (stdin, spec.stdout if spec.stdout is not None else 1,
-                     spec.stderr if spec.stderr is not None else 2)
+        stdin = spec.stdin if spec.stdin is not None else null_fd
+        stdio = Stdio(stdin if stdin is not None else 0,
+                      spec.stdout if spec.stdout is not None else 1,
+                      spec.stderr if spec.stderr is not None else 2)
+        if spec.tty:
+            console_parent, console_child = socket.socketpair()
+            from rootless.sandbox.tty import window_size
+
+            stdio = Stdio(0, 1, 2, console_child.fileno(),
+                          window_size(spec.stdin if spec.stdin is not None else 0))
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         flags = (libc.CLONE_NEWNS | libc.CLONE_NEWPID | libc.CLONE_NEWUTS
                  | libc.CLONE_NEWIPC | (libc.CLONE_NEWNET if spec.network == "none" else 0))
@@ -120,32 +122,39 @@ class Sandbox:
             keeper = fork_into_userns(self.mapping, flags)
             if keeper == 0:
                 os.close(status_r)
-                if pty_master is not None:
-                    os.close(pty_master)
                 self._keeper_main(spec, stdio, status_w)
         finally:
-            for fd in (pty_slave, null_fd, status_w):
+            for fd in (null_fd, status_w):
                 if fd is not None:
                     os.close(fd)
+            if console_child is not None:
+                console_child.close()
         with os.fdopen(status_r, "rb") as status_file:
             lines = status_file.read().decode(errors="replace").splitlines()
         init_pid = 0
         for line in lines:
             if line.startswith("pid "):
                 init_pid = int(line[4:])
-        process = SandboxProcess(keeper, init_pid, pty_master)
+        process = SandboxProcess(keeper, init_pid)
         error = status_error(lines)
+        if error is None and console_parent is not None:
+            _, fds, _, _ = socket.recv_fds(console_parent, 16, 1)
+            process.pty_master = fds[0] if fds else None
+            if process.pty_master is None:
+                error = SandboxError("the container did not send its terminal")
+        if console_parent is not None:
+            console_parent.close()
         if error is not None:
             process.wait()
-            if pty_master is not None:
-                os.close(pty_master)
+            if process.pty_master is not None:
+                os.close(process.pty_master)
             raise error
         if init_pid == 0:
             process.wait()
             raise SandboxError("the container's init process died during setup")
         return process
 
-    def _keeper_main(self, spec: ProcessSpec, stdio: tuple[int, int, int],
+    def _keeper_main(self, spec: ProcessSpec, stdio: Stdio,
                      status_w: int) -> None:
         code = 125
         try:

@@ -17,12 +17,18 @@ if TYPE_CHECKING:
     from rootless.sandbox.runner import SandboxProcess
 
 
-def copy_window_size(source_fd: int, pty_master: int) -> None:
+def window_size(fd: int) -> bytes | None:
+    """The struct winsize of the terminal FD, if it is one."""
     try:
-        size = fcntl.ioctl(source_fd, termios.TIOCGWINSZ, b"\0" * 8)
+        return fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
     except OSError:
-        return
-    fcntl.ioctl(pty_master, termios.TIOCSWINSZ, size)
+        return None
+
+
+def copy_window_size(source_fd: int, pty_master: int) -> None:
+    size = window_size(source_fd)
+    if size is not None:
+        fcntl.ioctl(pty_master, termios.TIOCSWINSZ, size)
 
 
 @contextlib.contextmanager
@@ -34,7 +40,7 @@ def raw_mode(fd: int) -> Iterator[None]:
     import tty
 
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    tty.setraw(fd, termios.TCSANOW)  # TCSAFLUSH would drop what was typed ahead
     try:
         yield
     finally:

@@ -297,3 +297,51 @@ def test_unknown_image(store_root: Path) -> None:
     result = runner(store_root)("run", "--rm", "--pull", "never", "nosuchimage", check=False)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
+
+
+def _run_on_pty(store_root: Path, args: list[str], keys: bytes, rows: int = 33,
+                cols: int = 101) -> tuple[int, bytes]:
+    """Run the CLI with a pseudo-terminal of ROWS x COLS as its terminal; type KEYS."""
+    import fcntl
+    import select
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    with subprocess.Popen(["rootless", "--root", str(store_root), *args], stdin=slave,
+                          stdout=slave, stderr=slave, start_new_session=True) as proc:
+        os.close(slave)
+        output = b""
+        os.write(master, keys)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the terminal's last user is gone
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            elif proc.poll() is not None:
+                break
+        os.close(master)
+        return proc.wait(timeout=20), output
+
+
+def test_tty_window_size_and_interactive_shell(rl: Rootless, store_root: Path,
+                                               mode: str) -> None:
+    os.environ["ROOTLESS_ID_MAPPING"] = mode
+    try:
+        code, out = _run_on_pty(store_root, ["run", "--rm", "-t", "busybox", "stty", "size"],
+                                b"")
+        assert code == 0
+        assert b"33 101" in out
+        code, out = _run_on_pty(store_root, ["run", "--rm", "-it", "busybox", "sh"],
+                                b"tty; echo typed-$((40+2)); exit 5\n")
+        assert code == 5
+        assert b"/dev/pts/0" in out and b"typed-42" in out
+    finally:
+        del os.environ["ROOTLESS_ID_MAPPING"]
