@@ -281,3 +281,27 @@ def test_whiteouts_never_show_through_the_mount(stack: Stack, driver: str) -> No
         return sorted(name for _, dirs, files in os.walk(root) for name in dirs + files)
     names, _ = _run(stack, driver, scenario)  # type: ignore[misc]
     assert not any(n.startswith(".wh.") or n in ("a", "dir", "x", "sub") for n in names)
+
+
+def test_readdir_offsets_are_stable_while_the_directory_changes(
+        stack: Stack, driver: str) -> None:
+    def scenario(root: Path) -> tuple[int, int, bool]:
+        big = root / "big"
+        big.mkdir()
+        for i in range(3000):
+            (big / f"f{i:05d}").write_bytes(b"")
+        seen: list[str] = []
+        removed: set[str] = set()
+        with os.scandir(big) as entries:
+            for n, entry in enumerate(entries):
+                seen.append(entry.name)
+                if n == 100:  # remove and add entries in the middle of the listing
+                    for i in range(2000, 2500):
+                        os.unlink(big / f"f{i:05d}")
+                        removed.add(f"f{i:05d}")
+                    for i in range(200):
+                        (big / f"new{i}").write_bytes(b"")
+        kept = {f"f{i:05d}" for i in range(3000)} - removed
+        return len(seen), len(set(seen)), kept <= set(seen)
+    (count, unique, complete), _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert count == unique and complete
