@@ -182,7 +182,8 @@ def _start_container(opts: GlobalOptions, container: Container, *, attach: bool,
 
     driver = str(container.config.get("Driver") or opts.storage_driver)
     spec = spec_from_json(container.config)
-    sandbox = Sandbox(rootfs_setup(opts.root, container, driver, remove_after=remove))
+    sandbox = Sandbox(rootfs_setup(opts.root, container, driver, remove_after=remove),
+                      count_faked=opts.debug)
     if opts.debug:
         print(f"rootless: ID mapping {sandbox.mapping.mode}, storage driver {driver}"
               + (", faking ownership changes with seccomp" if sandbox.fake_ownership else ""),

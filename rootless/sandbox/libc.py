@@ -44,8 +44,8 @@ MOUNT_ATTR_RDONLY = 0x1
 _MACHINE = os.uname().machine
 # System call numbers that glibc has no wrapper for (or only a recent one).
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "mount_setattr": 442, "close_range": 436},
-    "aarch64": {"pivot_root": 41, "mount_setattr": 442, "close_range": 436},
+    "x86_64": {"pivot_root": 155, "mount_setattr": 442, "close_range": 436, "seccomp": 317},
+    "aarch64": {"pivot_root": 41, "mount_setattr": 442, "close_range": 436, "seccomp": 277},
 }.get(_MACHINE, {})
 
 
@@ -151,6 +151,19 @@ def install_seccomp(program: bytes) -> None:
     buf = ctypes.create_string_buffer(program, len(program))
     prog = SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
     prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
+
+
+def install_seccomp_listener(program: bytes) -> int:
+    """Load PROGRAM with SECCOMP_FILTER_FLAG_NEW_LISTENER; return the listener fd."""
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    seccomp_set_mode_filter, flag_new_listener = 1, 1 << 3
+    return _check(_syscall("seccomp", ctypes.c_uint(seccomp_set_mode_filter),
+                           ctypes.c_uint(flag_new_listener), ctypes.byref(prog)))
 
 
 def sethostname(name: str) -> None:

@@ -32,7 +32,7 @@ from typing import NoReturn
 from rootless.errors import RootlessError
 from rootless.sandbox import libc
 from rootless.sandbox.mounts import enter_rootfs, loopback_up, resolve_in_root
-from rootless.sandbox.seccomp import install_fake_ownership
+from rootless.sandbox.seccomp import FakedCallCounter, install_fake_ownership
 from rootless.sandbox.spec import DEFAULT_PATH, MountSpec, ProcessSpec, Rootfs, RootfsSetup
 from rootless.sandbox.users import resolve_user
 
@@ -57,7 +57,8 @@ def report(status_fd: int, code: int, message: str, hint: str = "") -> None:
 
 
 def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
-              fake_ownership: bool, stdio: Stdio, status_fd: int) -> NoReturn:
+              fake_ownership: bool, stdio: Stdio, status_fd: int,
+              count_faked: bool = False) -> NoReturn:
     """PID 1 of the container; never returns."""
     code = 125
     try:
@@ -76,18 +77,23 @@ def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
         # Signals that arrive before the command's PID is known wait, blocked.
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
         exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
+        counting = socket.socketpair() if count_faked and fake_ownership else None
         pid = os.fork()
         if pid == 0:
             os.close(exec_r)
-            command_main(spec, root.path, full_mapping, fake_ownership, stdio, exec_w)
+            command_main(spec, root.path, full_mapping, fake_ownership, stdio, exec_w,
+                         counting[1].fileno() if counting else None)
         install_forwarding(pid)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
         os.close(exec_w)
+        counter = serve_faked_calls(counting) if counting else None
         for fd in set(stdio.fds()):
             if fd > 2:
                 os.close(fd)
         relay_command_status(exec_r, status_fd, root.path, spec)
         code = supervise(pid)
+        if counter is not None:
+            print(f"rootless: seccomp: {counter.summary()}", file=sys.stderr)
         if root.release is not None:
             try:
                 root.release()
@@ -101,6 +107,19 @@ def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
         report(status_fd, 125, f"preparing the container: {exc!r}")
     finally:
         os._exit(code)
+
+
+def serve_faked_calls(pair: tuple[socket.socket, socket.socket]) -> FakedCallCounter | None:
+    """Receive the command's seccomp listener and answer it from a thread.
+
+    This must run before the command's first faked call (its own setgroups),
+    which blocks until answered; None if the command failed before its filter.
+    """
+    ours, theirs = pair
+    theirs.close()
+    with ours:
+        _, fds, _, _ = socket.recv_fds(ours, 16, 1)
+    return FakedCallCounter(fds[0]) if fds else None
 
 
 def relay_command_status(exec_r: int, status_fd: int, rootfs: str,
@@ -166,19 +185,21 @@ def exit_code(status: int) -> int:
 
 
 def command_main(spec: ProcessSpec, rootfs: str, full_mapping: bool, fake_ownership: bool,
-                 stdio: Stdio, status_fd: int) -> NoReturn:
+                 stdio: Stdio, status_fd: int, counter_socket: int | None = None) -> NoReturn:
     """The container's command, PID 2; never returns."""
 
     def prepare() -> None:
         libc.unshare(libc.CLONE_NEWNS)
         enter_rootfs(rootfs, spec, full_mapping)
 
-    become_and_exec(spec, full_mapping, fake_ownership, stdio, status_fd, prepare)
+    become_and_exec(spec, full_mapping, fake_ownership, stdio, status_fd, prepare,
+                    counter_socket)
 
 
 def become_and_exec(spec: ProcessSpec, full_mapping: bool, fake_ownership: bool,
                     stdio: Stdio, status_fd: int,
-                    prepare: Callable[[], None] | None = None) -> NoReturn:
+                    prepare: Callable[[], None] | None = None,
+                    counter_socket: int | None = None) -> NoReturn:
     """Take SPEC's user, directory, stdio and environment, and exec; never returns.
 
     Runs inside the container's root (PREPARE gets it there first). A failed
@@ -207,10 +228,14 @@ def become_and_exec(spec: ProcessSpec, full_mapping: bool, fake_ownership: bool,
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         if fake_ownership:
-            install_fake_ownership()
-        if full_mapping or fake_ownership or (user.uid, user.gid) != (0, 0):
-            # setgroups is denied in single-ID mode: without the filter only
-            # root, which we already are, is possible.
+            listener = install_fake_ownership(notify=counter_socket is not None)
+            if listener is not None and counter_socket is not None:
+                with socket.socket(fileno=os.dup(counter_socket)) as sock:
+                    socket.send_fds(sock, [b"listener"], [listener])
+                os.close(listener)
+        if full_mapping or (not fake_ownership and (user.uid, user.gid) != (0, 0)):
+            # Single-ID mode: only root exists, which we already are; the filter
+            # would only pretend (and count) the switch, so it is not attempted.
             os.setgroups(list(user.groups))
             os.setresgid(user.gid, user.gid, user.gid)
             os.setresuid(user.uid, user.uid, user.uid)

@@ -88,11 +88,14 @@ class Sandbox:
     """
 
     def __init__(self, rootfs: str | os.PathLike[str] | RootfsSetup,
-                 mapping: IdMapping | None = None, fake_ownership: bool | None = None) -> None:
+                 mapping: IdMapping | None = None, fake_ownership: bool | None = None,
+                 count_faked: bool = False) -> None:
         self.rootfs: str | RootfsSetup = rootfs if callable(rootfs) else os.fspath(rootfs)
         self.mapping = mapping or IdMapping.detect()
         self.fake_ownership = (self.mapping.mode == "single" if fake_ownership is None
                                else fake_ownership)
+        # Count the calls the filter faked and print them on stderr at exit (--debug).
+        self.count_faked = count_faked
 
     def start(self, spec: ProcessSpec) -> SandboxProcess:
         """Start SPEC; return once the command was exec'd (or raise why not).
@@ -161,7 +164,7 @@ class Sandbox:
             init = os.fork()
             if init == 0:
                 init_main(spec, self.rootfs, self.mapping.mode == "full",
-                          self.fake_ownership, stdio, status_w)
+                          self.fake_ownership, stdio, status_w, self.count_faked)
             os.write(status_w, f"pid {init}\n".encode())
             os.close(status_w)
             for signum in FORWARDED_SIGNALS:

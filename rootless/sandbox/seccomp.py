@@ -7,10 +7,11 @@ return 0 for them without doing anything (SECCOMP_RET_ERRNO with errno 0), as
 charliecloud's ``--force=seccomp`` does.  ``mknod`` of FIFOs, sockets and plain
 files is left alone: those work and must really happen.
 
-The kernel keeps no count of filter hits and the only way to observe them from
-user space is a ``SECCOMP_RET_USER_NOTIF`` supervisor (a round trip through
-Python per call) or ptrace, which rootless does not use; see ``--debug``
-output for what was installed.
+The kernel keeps no count of filter hits.  To count them (``--debug``), the
+filter answers SECCOMP_RET_USER_NOTIF instead and the container's init serves
+the notifications from a thread (``FakedCallCounter``): each faked call then
+costs a round trip through Python, so this is for debugging only.  ptrace
+(SECCOMP_RET_TRACE) is never used.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ _RET_K = 0x06
 
 SECCOMP_RET_ALLOW = 0x7FFF0000
 SECCOMP_RET_ERRNO = 0x00050000
+SECCOMP_RET_USER_NOTIF = 0x7FC00000
 
 S_IFMT = 0o170000
 S_IFCHR = 0o020000
@@ -88,8 +90,13 @@ class _Program:
         return bytes(out)
 
 
-def fake_ownership_program(machine: str | None = None) -> bytes:
-    """The BPF program for this machine (empty if the architecture is unknown)."""
+def fake_ownership_program(machine: str | None = None, notify: bool = False) -> bytes:
+    """The BPF program for this machine (empty if the architecture is unknown).
+
+    With NOTIFY, faked calls go to a user-space supervisor instead of
+    returning 0 directly (for counting them).
+    """
+    fake = SECCOMP_RET_USER_NOTIF if notify else SECCOMP_RET_ERRNO | 0
     arch = _ARCHES.get(machine or os.uname().machine)
     if arch is None:
         return b""
@@ -105,7 +112,7 @@ def fake_ownership_program(machine: str | None = None) -> bytes:
     prog.label("allow")
     prog.op(_RET_K, SECCOMP_RET_ALLOW)
     prog.label("fake")
-    prog.op(_RET_K, SECCOMP_RET_ERRNO | 0)
+    prog.op(_RET_K, fake)
     for name, (_, mode_arg) in sorted(mknods.items()):
         prog.label(f"check_{name}")
         prog.op(_LD_W_ABS, _arg_low(mode_arg))
@@ -116,14 +123,66 @@ def fake_ownership_program(machine: str | None = None) -> bytes:
         prog.label(f"allow_{name}")
         prog.op(_RET_K, SECCOMP_RET_ALLOW)
         prog.label(f"fake_{name}")
-        prog.op(_RET_K, SECCOMP_RET_ERRNO | 0)
+        prog.op(_RET_K, fake)
     return prog.assemble()
 
 
-def install_fake_ownership() -> None:
-    """Install the filter on this process (inherited by everything it execs)."""
-    program = fake_ownership_program()
+def install_fake_ownership(notify: bool = False) -> int | None:
+    """Install the filter on this process (inherited by everything it execs).
+
+    With NOTIFY, returns the listener descriptor a ``FakedCallCounter`` must
+    serve (every faked call blocks until it is answered).
+    """
+    program = fake_ownership_program(notify=notify)
     if not program:
-        return
+        return None
     libc.set_no_new_privs()
+    if notify:
+        return libc.install_seccomp_listener(program)
     libc.install_seccomp(program)
+    return None
+
+
+_NOTIF_RECV = 0xC0502100  # _IOWR('!', 0, struct seccomp_notif), 80 bytes
+_NOTIF_SEND = 0xC0182101  # _IOWR('!', 1, struct seccomp_notif_resp), 24 bytes
+
+
+class FakedCallCounter:
+    """Answers the filter's notifications with success and counts them by name."""
+
+    def __init__(self, listener: int) -> None:
+        import threading
+
+        arch = _ARCHES.get(os.uname().machine, (0, {}, {}))
+        self.names = {nr: name for name, nr in arch[1].items()}
+        self.names.update({nr: name for name, (nr, _) in arch[2].items()})
+        self.counts: dict[str, int] = {}
+        self.listener = listener
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import fcntl
+
+        while True:
+            request = bytearray(80)
+            try:
+                fcntl.ioctl(self.listener, _NOTIF_RECV, request, True)
+            except OSError as exc:
+                if exc.errno in (4, 2):  # EINTR; ENOENT: the caller died meanwhile
+                    continue
+                return
+            ident, _pid, _flags, nr = struct.unpack_from("=QIIi", request)
+            name = self.names.get(nr, str(nr))
+            self.counts[name] = self.counts.get(name, 0) + 1
+            try:
+                fcntl.ioctl(self.listener, _NOTIF_SEND,
+                            bytearray(struct.pack("=QqiI", ident, 0, 0, 0)), True)
+            except OSError:
+                continue
+
+    def summary(self) -> str:
+        if not self.counts:
+            return "no calls faked"
+        return "faked " + ", ".join(f"{name} x{count}"
+                                    for name, count in sorted(self.counts.items()))

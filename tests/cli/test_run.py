@@ -345,3 +345,12 @@ def test_tty_window_size_and_interactive_shell(rl: Rootless, store_root: Path,
         assert b"/dev/pts/0" in out and b"typed-42" in out
     finally:
         del os.environ["ROOTLESS_ID_MAPPING"]
+
+
+def test_debug_counts_faked_calls_in_single_mode(rl: Rootless, mode: str) -> None:
+    result = rl("-D", "run", "--rm", "busybox", "sh", "-c",
+                "touch /f; chown 12:34 /f; chown 1 /f; mknod /dev/shm/x c 1 3; mkfifo /p")
+    if mode == "single":
+        assert "rootless: seccomp: faked chown x2, mknodat x1" in result.stderr
+    else:
+        assert "seccomp" not in result.stderr
