@@ -135,10 +135,16 @@ class Container:
                 f"{human_duration((now - finished).total_seconds())} ago")
 
     def save(self) -> None:
+        """Rewrite the record atomically; nothing if the container is gone (a ``--rm``
+        container can finish, and be removed, before its start is recorded)."""
         data = json.dumps(self.doc, indent=1, sort_keys=True).encode()
         tmp = self.path / f".container.json.{os.getpid()}"
-        tmp.write_bytes(data)
-        os.replace(tmp, self.path / "container.json")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, self.path / "container.json")
+        except FileNotFoundError:
+            if self.path.exists():
+                raise
 
     def mark_running(self, pid: int, init_pid: int) -> None:
         self.state.update({"Status": "running", "Running": True, "Pid": pid,
