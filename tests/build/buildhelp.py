@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,12 @@ def run_output(rootless: Rootless, image: str, *command: str,
     argv as a RUN step of a throwaway build on top of IMAGE (the same sandbox).
     """
     if rootless("run", "--help", check=False).ok:
-        return rootless("run", "--rm", image, *command, env=env).stdout
+        # run, then rm (not --rm: it races the container record as of this writing)
+        name = f"probe-{uuid.uuid4().hex[:12]}"
+        try:
+            return rootless("run", "--name", name, image, *command, env=env).stdout
+        finally:
+            rootless("rm", "-f", name, check=False, env=env)
     config = inspect(rootless, image)["Config"]
     assert isinstance(config, dict)
     argv = list(config.get("Entrypoint") or []) + (
