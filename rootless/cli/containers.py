@@ -173,7 +173,7 @@ def _pull(store: Any, name: str, platform: str | None) -> Any:
 
 
 def _start_container(opts: GlobalOptions, container: Container, *, attach: bool,
-                     interactive: bool, remove: bool) -> int:
+                     interactive: bool, remove: bool, shown: str | None = None) -> int:
     """Run CONTAINER's recorded command in its writable layer (foreground or detached)."""
     from dataclasses import replace
 
@@ -189,7 +189,7 @@ def _start_container(opts: GlobalOptions, container: Container, *, attach: bool,
               + (", faking ownership changes with seccomp" if sandbox.fake_ownership else ""),
               file=sys.stderr)
     if not attach:
-        return _detach(container, sandbox, spec)
+        return _detach(container, sandbox, spec, shown or container.id)
     spec = replace(spec, stdin=0 if interactive else None, stdout=1, stderr=2)
     code = 125
     # Running from now on, so that a rootless run killed at any moment shows as exited.
@@ -215,7 +215,7 @@ def _finish(container: Container, code: int, remove: bool) -> None:
         container.mark_exited(code)
 
 
-def _detach(container: Container, sandbox: Any, spec: Any) -> int:
+def _detach(container: Container, sandbox: Any, spec: Any, shown: str) -> int:
     """Start in the background under a monitor process; print the ID once it runs."""
     from dataclasses import replace
 
@@ -254,7 +254,7 @@ def _detach(container: Container, sandbox: Any, spec: Any) -> int:
         failure = ContainerError(message or "the container monitor died", hint=hint or None)
         failure.exit_code = int(code_text) if code_text.isdigit() else 125
         raise failure
-    print(container.id)
+    print(shown)  # run -d: the full ID; start: the name or ID given, as docker does
     return 0
 
 
@@ -332,9 +332,7 @@ def start(opts: GlobalOptions, args: argparse.Namespace) -> int:
         if container.running:
             continue
         code = _start_container(opts, container, attach=args.attach,
-                                interactive=args.interactive, remove=False)
-        if not args.attach:
-            pass  # _detach printed the full ID; docker prints the name given
+                                interactive=args.interactive, remove=False, shown=name)
     return code
 
 
