@@ -354,3 +354,14 @@ def test_debug_counts_faked_calls_in_single_mode(rl: Rootless, mode: str) -> Non
         assert "rootless: seccomp: faked chown x2, mknodat x1" in result.stderr
     else:
         assert "seccomp" not in result.stderr
+
+
+def test_rm_deletes_files_owned_by_sub_ids(rl: Rootless, store_root: Path, mode: str) -> None:
+    if mode != "full":
+        pytest.skip("only the full mapping writes files as sub-IDs")
+    rl("run", "--name", "subids", "-u", "daemon", "busybox", "sh", "-c",
+       "mkdir -p /tmp/d/e && echo x > /tmp/d/e/f && chmod 700 /tmp/d")
+    owners = {p.stat().st_uid for p in (store_root / "containers").glob("*/upper/tmp/d")}
+    assert owners and owners != {os.geteuid()}  # a sub-ID: not ours to delete directly
+    rl("rm", "subids")
+    assert list((store_root / "containers").iterdir()) == []
