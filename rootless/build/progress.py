@@ -16,6 +16,7 @@ RUN output to itself unless the step fails, then prints it all; ``auto`` picks
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -64,9 +65,15 @@ class Progress:
 
     def _line(self, vertex: Vertex, line: str) -> None:
         vertex.output.append(line)
+        elapsed = time.monotonic() - vertex.started
         if self.mode == "plain":
-            elapsed = time.monotonic() - vertex.started
             self._write(f"#{vertex.number} {elapsed:.3f} {line.rstrip(chr(13))}\n")
+        elif self.mode == "tty":
+            # One live status line: the step, its time so far, its latest output.
+            shown = line.strip().replace("\t", " ")
+            width = shutil.get_terminal_size((100, 20)).columns
+            status = f" => {vertex.title}  {elapsed:.1f}s | {shown}"
+            self._write("\r\x1b[K" + status[: max(width - 1, 20)])
 
     def _flush_partial(self, vertex: Vertex) -> None:
         if vertex._partial:
@@ -101,10 +108,3 @@ class Progress:
             for line in vertex.output[-200:]:
                 self._write(f"{line}\n")
             self._write(f"ERROR: {message}\n")
-
-    def finish(self, summary: str) -> None:
-        if self.mode == "tty":
-            self._write(f" => {summary}  {time.monotonic() - self.begun:.1f}s\n")
-        elif self.mode == "plain":
-            self._write(f"#{self.counter + 1} {summary}\n#{self.counter + 1} DONE "
-                        f"{time.monotonic() - self.begun:.1f}s\n")

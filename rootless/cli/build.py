@@ -187,7 +187,7 @@ def run_prune(opts: GlobalOptions, args: argparse.Namespace) -> int:
     gc = store.gc()
     total = report.reclaimed + gc.reclaimed
     print(f"Deleted build cache objects: {report.entries + report.mounts}")
-    print(f"Total:\t{_human(total)}")
+    print(f"Total reclaimed space: {_human(total)}")
     return 0
 
 
