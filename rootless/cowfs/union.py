@@ -25,6 +25,7 @@ from rootless.oci.layer import (
     PRIVATE_XATTR_PREFIXES,
     Override,
     Presented,
+    has_device_records,
     is_opaque,
     is_whiteout,
     make_opaque,
@@ -32,6 +33,7 @@ from rootless.oci.layer import (
     owner_writable_mode,
     presented,
     read_override,
+    write_device_record,
     write_override,
 )
 
@@ -147,6 +149,7 @@ class Union:
         seen: dict[str, tuple[int, int]] = {}
         hidden: set[str] = set()
         for real in layers:
+            devices = has_device_records(real)
             with os.scandir(real) as entries:
                 for entry in entries:
                     name = entry.name
@@ -158,6 +161,10 @@ class Union:
                         kind = stat.S_IFLNK
                     elif entry.is_file(follow_symlinks=False):
                         kind = stat.S_IFREG
+                        record = read_override(entry.path) if devices else None
+                        device = record.device() if record else None
+                        if device is not None:
+                            kind = device[0]
                     else:
                         st = entry.stat(follow_symlinks=False)
                         if is_whiteout(st):
@@ -311,8 +318,8 @@ class Union:
         elif kind in (stat.S_IFCHR, stat.S_IFBLK):
             os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             name = "char" if kind == stat.S_IFCHR else "block"
-            write_override(target, Override(*(owner or (0, 0)), mode & 0o7777,
-                                            f"{name}-{os.major(rdev)}-{os.minor(rdev)}"))
+            write_device_record(target, Override(*(owner or (0, 0)), mode & 0o7777,
+                                                 f"{name}-{os.major(rdev)}-{os.minor(rdev)}"))
             self.note("created", path)
             return target
         else:

@@ -42,6 +42,7 @@ OPAQUE_XATTR = "user.overlay.opaque"
 OVERRIDE_XATTR = "user.rootless.override_stat"
 # Xattrs an unprivileged user cannot set (security.capability, ...), kept under this prefix.
 STASHED_XATTR_PREFIX = "user.rootless.xattr."
+DEVICES_XATTR = "user.rootless.devices"  # on a directory: some entries are device records
 # Our own bookkeeping and kernel overlayfs's; never shown through a mount nor exported.
 PRIVATE_XATTR_PREFIXES = ("user.rootless.", "user.overlay.", "trusted.overlay.")
 
@@ -121,6 +122,21 @@ def read_override(path: Path | str) -> Override | None:
 
 def write_override(path: Path | str, override: Override) -> None:
     os.setxattr(path, OVERRIDE_XATTR, override.encode(), follow_symlinks=False)
+
+
+def write_device_record(path: Path | str, override: Override) -> None:
+    """Record a device node kept as an empty file, and flag its directory as holding
+    one (so a directory listing knows which entries to look at twice)."""
+    write_override(path, override)
+    os.setxattr(os.path.dirname(os.fspath(path)) or ".", DEVICES_XATTR, b"1",
+                follow_symlinks=False)
+
+
+def has_device_records(directory: Path | str) -> bool:
+    try:
+        return os.getxattr(directory, DEVICES_XATTR, follow_symlinks=False) == b"1"
+    except OSError:
+        return False
 
 
 def owner_writable_mode(mode: int, is_dir: bool) -> int:
@@ -378,7 +394,8 @@ class _Extractor:
             kind = f"{'char' if member.ischr() else 'block'}-{member.devmajor}-{member.devminor}"
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             os.chmod(path, 0o600)
-            write_override(path, Override(member.uid, member.gid, member.mode & 0o7777, kind))
+            write_device_record(path, Override(member.uid, member.gid, member.mode & 0o7777,
+                                               kind))
             self.set_times(path, member)
             return
         else:

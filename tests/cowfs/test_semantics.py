@@ -305,3 +305,31 @@ def test_readdir_offsets_are_stable_while_the_directory_changes(
         return len(seen), len(set(seen)), kept <= set(seen)
     (count, unique, complete), _ = _run(stack, driver, scenario)  # type: ignore[misc]
     assert count == unique and complete
+
+
+def test_device_nodes_from_layers(tmp_path: Path, driver: str) -> None:
+    if driver != "fuse":
+        pytest.skip("only the fuse driver presents device records")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind in (("dev", tarfile.DIRTYPE), ("dev/null", tarfile.CHRTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.devmajor, info.devminor = kind, 0o666, 1, 3
+            tar.addfile(info)
+    from rootless.oci.layer import extract
+    extract(io.BytesIO(buf.getvalue()), tmp_path / "l", name="devices")
+    stack = Stack([tmp_path / "l"], tmp_path / "u", tmp_path / "w", tmp_path / "m")
+    def scenario(root: Path) -> tuple[bool, int, list[bool]]:
+        # (mknod of a device is refused by the kernel in a user namespace, as for podman)
+        os.chmod(root / "dev" / "null", 0o600)  # copy-up keeps the record
+        st = os.stat(root / "dev" / "null")
+        kinds = [e.is_file() for e in os.scandir(root / "dev")]  # d_type, no stat
+        return stat.S_ISCHR(st.st_mode), st.st_rdev, kinds
+    (is_chr, rdev, kinds), _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert is_chr and rdev == os.makedev(1, 3)
+    assert kinds == [False]
+    out = io.BytesIO()
+    diff(stack.upper, out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        null = tar.getmember("dev/null")
+    assert null.ischr() and (null.devmajor, null.devminor, null.mode) == (1, 3, 0o600)
