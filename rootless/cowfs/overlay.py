@@ -26,12 +26,11 @@ def _escape(path: str) -> str:
     return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
 
 
-def overlay_options(lowers: list[Path], upper: Path, work: Path, cwd: str | None = None) -> str:
+def overlay_options(lowers: list[Path], upper: Path, work: Path) -> str:
     """``lowerdir=TOP:...:BASE,...``: overlayfs lists the topmost lower first."""
-    def name(p: Path) -> str:
-        return _escape(os.path.relpath(p, cwd) if cwd else str(p))
-    lower = ":".join(name(p) for p in reversed(lowers))
-    return f"lowerdir={lower},upperdir={name(upper)},workdir={name(work)},userxattr"
+    lower = ":".join(_escape(str(p)) for p in reversed(lowers))
+    return (f"lowerdir={lower},upperdir={_escape(str(upper))},"
+            f"workdir={_escape(str(work))},userxattr")
 
 
 class OverlayHandle(MountHandle):
@@ -75,26 +74,59 @@ def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> 
         empty.mkdir(exist_ok=True)
         lowers = [empty]
     options = overlay_options(lowers, upper, work)
-    cwd = None
-    if len(options) > _MAX_OPTIONS:
-        # Many layers: name them relative to their common parent, as podman does.
-        cwd = os.path.commonpath([str(p) for p in [*lowers, upper, work]])
-        options = overlay_options(lowers, upper, work, cwd)
-        if len(options) > _MAX_OPTIONS:
-            raise CowfsError(f"{len(lowers)} layers are too many for one overlayfs mount",
-                             hint="use --storage-driver fuse")
-    old_cwd = os.getcwd() if cwd else None
     try:
-        if cwd:
-            os.chdir(cwd)
-        libc.mount("overlay", str(target), "overlay", libc.MS_NODEV, options)
+        if len(options) <= _MAX_OPTIONS:
+            libc.mount("overlay", str(target), "overlay", libc.MS_NODEV, options)
+        else:
+            _mount_one_by_one(lowers, upper, work, target)
     except OSError as exc:
         raise CowfsError(f"cannot mount overlayfs at {target}: {exc.strerror}",
                          hint="use --storage-driver fuse or vfs") from exc
-    finally:
-        if old_cwd:
-            os.chdir(old_cwd)
     return OverlayHandle(target, upper)
+
+
+# The new mount API (Linux >= 6.8 for "lowerdir+"): no page limit on the options,
+# so an image may have as many layers as overlayfs stacks (500).
+_SYSCALLS = {"move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432}
+_FSCONFIG_SET_FLAG, _FSCONFIG_SET_STRING, _FSCONFIG_CMD_CREATE = 0, 1, 6
+_MOVE_MOUNT_F_EMPTY_PATH = 4
+_AT_FDCWD = -100
+
+
+def _syscall(name: str, *args: object) -> int:
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = int(libc.syscall(ctypes.c_long(_SYSCALLS[name]), *args))
+    if result < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{name}: {os.strerror(code)}")
+    return result
+
+
+def _mount_one_by_one(lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
+    import ctypes
+
+    def config(fd: int, command: int, key: str | None, value: str | None) -> None:
+        _syscall("fsconfig", ctypes.c_int(fd), ctypes.c_uint(command),
+                 key.encode() if key else None, value.encode() if value else None,
+                 ctypes.c_int(0))
+
+    fs = _syscall("fsopen", b"overlay", ctypes.c_uint(1))  # FSOPEN_CLOEXEC
+    try:
+        for layer in reversed(lowers):  # topmost first
+            config(fs, _FSCONFIG_SET_STRING, "lowerdir+", str(layer))
+        config(fs, _FSCONFIG_SET_STRING, "upperdir", str(upper))
+        config(fs, _FSCONFIG_SET_STRING, "workdir", str(work))
+        config(fs, _FSCONFIG_SET_FLAG, "userxattr", None)
+        config(fs, _FSCONFIG_CMD_CREATE, None, None)
+        mount = _syscall("fsmount", ctypes.c_int(fs), ctypes.c_uint(1), ctypes.c_uint(0))
+    finally:
+        os.close(fs)
+    try:
+        _syscall("move_mount", ctypes.c_int(mount), b"", ctypes.c_int(_AT_FDCWD),
+                 str(target).encode(), ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH))
+    finally:
+        os.close(mount)
 
 
 def overlay_unavailable(base: Path) -> str | None:

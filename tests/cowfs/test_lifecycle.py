@@ -191,3 +191,21 @@ def test_auto_falls_back_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
                                       "vfs": "ok"}
     with pytest.raises(CowfsError, match="/dev/fuse is missing"):
         module.select_driver("fuse")
+
+
+def test_overlay_with_many_layers(tmp_path: Path) -> None:
+    if unavailable("overlay") is not None:
+        pytest.skip("overlayfs does not mount here")
+    deep = tmp_path / ("long-directory-name-" * 4)
+    lowers = []
+    for i in range(60):  # ~60 x 120 characters: more than one page of mount options
+        layer = deep / f"layer-{i:03d}-{'x' * 40}"
+        layer.mkdir(parents=True)
+        (layer / f"f{i}").write_text(str(i))
+        lowers.append(layer)
+    (lowers[-1] / "f0").write_text("top")
+
+    def inside() -> tuple[int, str]:
+        with mount_rootfs(lowers, tmp_path / "u", tmp_path / "w", tmp_path / "m", "overlay"):
+            return len(os.listdir(tmp_path / "m")), (tmp_path / "m" / "f0").read_text()
+    assert in_namespace(inside) == (60, "top")
