@@ -192,10 +192,12 @@ def rootfs_setup(root: Path, container: Container, driver: str,
 
     store = Store(root)
     image = store.resolve(str(container.doc["Image"]))
-    from rootless.cowfs.layers import ensure_unpacked
+    lowers = [store.layer_dir(str(i)) for i in image.diff_ids]
+    if not all(path.is_dir() for path in lowers):  # the common case needs no import
+        from rootless.cowfs.layers import ensure_unpacked
 
-    lowers = ensure_unpacked(store, [_LayerRef(str(d.digest), str(i))
-                                     for d, i in zip(image.layers, image.diff_ids, strict=True)])
+        lowers = ensure_unpacked(store, [_LayerRef(str(d.digest), str(i)) for d, i
+                                         in zip(image.layers, image.diff_ids, strict=True)])
 
     def setup() -> Rootfs:
         from rootless.cowfs import mount_rootfs
