@@ -18,9 +18,13 @@ from rootless.cowfs.driver import Changes, MountHandle, clear_directory
 from rootless.cowfs.union import Union, _copy_meta, _copy_node, _remove_real
 from rootless.oci.layer import (
     PRIVATE_XATTR_PREFIXES,
+    Override,
     make_opaque,
     make_whiteout,
+    owner_writable_mode,
+    presented,
     read_override,
+    write_override,
 )
 
 
@@ -63,6 +67,19 @@ def _xattrs(path: str) -> dict[str, bytes]:
         return {}
     return {n: os.getxattr(path, n, follow_symlinks=False) for n in names
             if not n.startswith(PRIVATE_XATTR_PREFIXES) or n == "user.rootless.override_stat"}
+
+
+def _record_owner(path: str) -> None:
+    """Owners other than root become records, as the other drivers keep them: a file
+    owned by a sub-ID could be neither read by a diff nor removed outside the namespace."""
+    st = os.lstat(path)
+    if (st.st_uid, st.st_gid) == (0, 0) or os.geteuid() != 0 or stat.S_ISLNK(st.st_mode):
+        return
+    old = read_override(path)
+    mode = presented(path, st).mode  # the record's mode unless changed on disk since
+    os.lchown(path, 0, 0)
+    os.chmod(path, owner_writable_mode(mode, stat.S_ISDIR(st.st_mode)))
+    write_override(path, Override(st.st_uid, st.st_gid, mode, old.kind if old else None))
 
 
 class VfsHandle(MountHandle):
@@ -120,9 +137,13 @@ class VfsHandle(MountHandle):
                 os.rename(now[name], upper_path)  # the target is emptied afterwards anyway
                 if below.lookup(child) is not None:
                     make_opaque(upper_path)
+                for dirpath, dirs, files in os.walk(upper_path):
+                    for inner in dirs + files:
+                        _record_owner(os.path.join(dirpath, inner))
             else:
                 _copy_node(now[name], upper_path, st)
                 _copy_meta(now[name], upper_path, st, view.privileged)
+            _record_owner(upper_path)
             (modified if entry is not None else created).add(rel)
 
     def _ensure_upper_dir(self, view: Union, path: str) -> None:

@@ -333,3 +333,54 @@ def test_device_nodes_from_layers(tmp_path: Path, driver: str) -> None:
     with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
         null = tar.getmember("dev/null")
     assert null.ischr() and (null.devmajor, null.devminor, null.mode) == (1, 3, 0o600)
+
+
+def _as_user(root: Path, action: Callable[[], bytes]) -> bytes:
+    """ACTION's result, run in a forked process as uid/gid 1000 with its cwd in ROOT
+    (the test's temporary directories above ROOT are closed to other users)."""
+    read_r, read_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        result = b"error"
+        try:
+            os.chdir(root)
+            os.setgroups([])
+            os.setresgid(1000, 1000, 1000)
+            os.setresuid(1000, 1000, 1000)
+            result = action()
+        except PermissionError:
+            result = b"denied"
+        finally:
+            os.write(read_w, result)
+            os._exit(0)
+    os.close(read_w)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_r, "rb") as f:
+        return f.read()
+
+
+def test_non_root_user_in_the_container(stack: Stack, driver: str) -> None:
+    from rootless.sandbox.userns import IdMapping
+    if not isinstance(IdMapping.full_or_reason(), IdMapping):
+        pytest.skip("no subordinate IDs for the full mapping")
+
+    def write_mine() -> bytes:
+        Path("dir/mine").write_bytes(b"m")
+        return b"ok"
+
+    def scenario(root: Path) -> tuple[bytes, bytes, bytes, int, int]:
+        read = _as_user(root, lambda: Path("a").read_bytes())
+        denied = _as_user(root, lambda: os.mkdir("tmp-user") or b"made")  # / is 0755 root's
+        os.chmod(root / "dir", 0o777)
+        wrote = _as_user(root, write_mine)
+        st = os.stat(root / "dir" / "mine")
+        return read, denied, wrote, st.st_uid, st.st_gid
+    (read, denied, wrote, uid, gid), _ = _run(stack, driver, scenario, "full")  # type: ignore[misc]
+    assert (read, denied, wrote) == (b"a1", b"denied", b"ok")
+    assert (uid, gid) == (1000, 1000)
+    if driver != "overlay":  # overlay's upper holds a sub-ID owned file: diff in the namespace
+        out = io.BytesIO()
+        diff(stack.upper, out)
+        with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+            mine = tar.getmember("dir/mine")
+        assert (mine.uid, mine.gid) == (1000, 1000)
