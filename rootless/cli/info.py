@@ -7,7 +7,6 @@ a user would otherwise meet in the middle of a build.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -209,6 +208,8 @@ def gather(opts: GlobalOptions) -> dict[str, Any]:
 
 
 def info(opts: GlobalOptions, args: argparse.Namespace) -> int:
+    import json
+
     data = gather(opts)
     if args.format:
         if args.format.strip() in ("json", "{{json .}}"):
