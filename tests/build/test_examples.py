@@ -147,13 +147,23 @@ def test_copy_chown_resolves_names_in_the_image(rl: Rootless, store: Path, ctx: 
     assert (numeric.uid, numeric.gid, numeric.mode & 0o7777) == (1234, 5678, 0o640)
 
 
+def full_mapping() -> dict[str, str]:
+    """Environment for the full ID mapping: only there can a RUN see owners other than
+    root (with one mapped ID, every other owner reads back as root)."""
+    from rootless.sandbox.userns import IdMapping
+
+    if not isinstance(IdMapping.full_or_reason(), IdMapping):
+        pytest.skip("the full ID mapping is not available to this user")
+    return {"ROOTLESS_ID_MAPPING": "full"}
+
+
 def test_chown_seen_by_run(rl: Rootless, ctx: Path) -> None:
     # fuse: the overlay driver shows the on-disk owner of unpacked lowers, not the
     # owner recorded from the layer tar (a cowfs limitation, see the cowfs docs).
+    env = {**full_mapping(), "ROOTLESS_STORAGE_DRIVER": "fuse"}
     (ctx / "owned.txt").write_text("mine\n")
-    build(rl, ctx, "chown", "--no-cache", "-t", "ex-chown-run",
-          env={"ROOTLESS_STORAGE_DRIVER": "fuse"})
-    assert run_output(rl, "ex-chown-run", env={"ROOTLESS_STORAGE_DRIVER": "fuse"}) == (
+    build(rl, ctx, "chown", "--no-cache", "-t", "ex-chown-run", env=env)
+    assert run_output(rl, "ex-chown-run", env=env) == (
         "1:1 644 /home/daemon/owned.txt\n1234:5678 640 /numeric/owned.txt\n")
 
 
@@ -180,8 +190,9 @@ def test_heredocs(rl: Rootless, ctx: Path) -> None:
 
 
 def test_user_then_run(rl: Rootless, ctx: Path) -> None:
-    build(rl, ctx, "user", "--no-cache", "-t", "ex-user")
-    assert run_output(rl, "ex-user") == "1\n1\n1 /home/daemon/mine.txt\n"
+    env = full_mapping()
+    build(rl, ctx, "user", "--no-cache", "-t", "ex-user", env=env)
+    assert run_output(rl, "ex-user", env=env) == "1\n1\n1 /home/daemon/mine.txt\n"
 
 
 def test_cache_hit_and_partial_invalidation(tmp_path: Path, busybox_tar: Path,
