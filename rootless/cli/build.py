@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rootless.errors import UsageError
 
-if False:  # typing only; keep start-up light
+if TYPE_CHECKING:
     from rootless.cli import GlobalOptions
 
 
