@@ -32,8 +32,10 @@ from rootless.oci.layer import (
     make_whiteout,
     owner_writable_mode,
     presented,
+    read_link_owner,
     read_override,
     write_device_record,
+    write_link_owner,
     write_override,
 )
 
@@ -353,9 +355,7 @@ class Union:
             raise _err(errno.EEXIST, path)
         target, _ = self.place(path)
         os.symlink(link_target, target)
-        if owner and self.privileged:
-            with contextlib.suppress(OSError):
-                os.lchown(target, *owner)
+        write_link_owner(target, owner)  # also forgets a deleted namesake's owner
         self.note("created", path)
 
     def link(self, existing: str, path: str) -> None:
@@ -390,6 +390,8 @@ class Union:
         self._need_upper()
         lower = self.in_lowers(path)
         if entry.in_upper:
+            if stat.S_ISLNK(entry.st.st_mode):
+                write_link_owner(entry.real, None)
             _remove_real(entry.real)
         if lower:
             parent = self.upper_parent(path)
@@ -425,6 +427,12 @@ class Union:
             st = os.lstat(target)
             if stat.S_ISDIR(st.st_mode):
                 _remove_real(target)
+        if stat.S_ISLNK(source.st.st_mode):
+            owner = read_link_owner(real)
+            write_link_owner(real, None)
+            write_link_owner(target, owner)
+        elif stat.S_ISLNK(os.lstat(target).st_mode) if os.path.lexists(target) else False:
+            write_link_owner(target, None)
         os.rename(real, target)
         if source_dir and self.in_lowers(new):
             make_opaque(target)
@@ -475,9 +483,7 @@ class Union:
             self.note("modified", path)
             return  # e.g. tar restoring root ownership on a file root just made
         if shown.fmt == stat.S_IFLNK:
-            if self.privileged:
-                with contextlib.suppress(OSError):
-                    os.lchown(entry.real, uid, gid)
+            write_link_owner(entry.real, (uid, gid))
         else:
             mode = shown.mode
             if shown.fmt == stat.S_IFREG and (uid, gid) != (shown.uid, shown.gid):

@@ -24,6 +24,7 @@ from rootless.oci.layer import (
     owner_writable_mode,
     presented,
     read_override,
+    write_link_owner,
     write_override,
 )
 
@@ -73,7 +74,11 @@ def _record_owner(path: str) -> None:
     """Owners other than root become records, as the other drivers keep them: a file
     owned by a sub-ID could be neither read by a diff nor removed outside the namespace."""
     st = os.lstat(path)
-    if (st.st_uid, st.st_gid) == (0, 0) or os.geteuid() != 0 or stat.S_ISLNK(st.st_mode):
+    if (st.st_uid, st.st_gid) == (0, 0) or os.geteuid() != 0:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        write_link_owner(path, (st.st_uid, st.st_gid))
+        os.lchown(path, 0, 0)
         return
     old = read_override(path)
     mode = presented(path, st).mode  # the record's mode unless changed on disk since

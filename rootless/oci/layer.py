@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
+import hashlib
 import io
 import os
 import shutil
@@ -43,6 +44,7 @@ OVERRIDE_XATTR = "user.rootless.override_stat"
 # Xattrs an unprivileged user cannot set (security.capability, ...), kept under this prefix.
 STASHED_XATTR_PREFIX = "user.rootless.xattr."
 DEVICES_XATTR = "user.rootless.devices"  # on a directory: some entries are device records
+LINK_OWNER_PREFIX = "user.rootless.link."  # on a directory: owners of its symlinks
 # Our own bookkeeping and kernel overlayfs's; never shown through a mount nor exported.
 PRIVATE_XATTR_PREFIXES = ("user.rootless.", "user.overlay.", "trusted.overlay.")
 
@@ -139,6 +141,34 @@ def has_device_records(directory: Path | str) -> bool:
         return False
 
 
+def _link_key(name: str) -> str:
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
+    return LINK_OWNER_PREFIX + digest
+
+
+def read_link_owner(path: Path | str) -> tuple[int, int] | None:
+    """The recorded owner of symlink PATH (symlinks hold no user xattrs: the record is
+    on the directory, keyed by a hash of the name)."""
+    head, name = os.path.split(os.fspath(path))
+    try:
+        raw = os.getxattr(head or ".", _link_key(name), follow_symlinks=False)
+        uid, gid = raw.decode().split(":")
+        return int(uid), int(gid)
+    except (OSError, ValueError):
+        return None
+
+
+def write_link_owner(path: Path | str, owner: tuple[int, int] | None) -> None:
+    """Record (or, with None or root, forget) the owner of symlink PATH."""
+    head, name = os.path.split(os.fspath(path))
+    key = _link_key(name)
+    if owner is None or owner == (0, 0):
+        with contextlib.suppress(OSError):
+            os.removexattr(head or ".", key, follow_symlinks=False)
+        return
+    os.setxattr(head or ".", key, f"{owner[0]}:{owner[1]}".encode(), follow_symlinks=False)
+
+
 def owner_writable_mode(mode: int, is_dir: bool) -> int:
     """The mode kept on disk: the owner can always read, write (and enter) it."""
     return mode | (0o700 if is_dir else 0o600)
@@ -159,6 +189,9 @@ def presented(path: Path | str, st: os.stat_result) -> Presented:
     """Apply the override xattr (if any) to what lstat says."""
     fmt = stat.S_IFMT(st.st_mode)
     uid, gid = _namespace_id(st.st_uid, _OWN_UID), _namespace_id(st.st_gid, _OWN_GID)
+    if fmt == stat.S_IFLNK:
+        owner = read_link_owner(path)
+        return Presented(fmt, *(owner or (uid, gid)), 0o777)
     override = read_override(path) if fmt in (stat.S_IFREG, stat.S_IFDIR) else None
     if override is None:
         return Presented(fmt, uid, gid, stat.S_IMODE(st.st_mode), st.st_rdev)
@@ -448,7 +481,9 @@ class _Extractor:
         mode = member.mode & 0o7777
         uid, gid = member.uid, member.gid
         if member.issym():
-            self.set_times(path, member)  # symlinks hold no xattrs: their owner is lost
+            if (uid, gid) != (0, 0):
+                write_link_owner(path, (uid, gid))
+            self.set_times(path, member)
             return
         # Other owners are recorded, not set: files owned by subordinate IDs could
         # not be read, nor deleted, outside a user namespace.

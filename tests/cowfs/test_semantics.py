@@ -366,6 +366,7 @@ def test_non_root_user_in_the_container(stack: Stack, driver: str) -> None:
 
     def write_mine() -> bytes:
         Path("dir/mine").write_bytes(b"m")
+        os.symlink("mine", "dir/link")
         return b"ok"
 
     def scenario(root: Path) -> tuple[bytes, bytes, bytes, int, int]:
@@ -382,5 +383,6 @@ def test_non_root_user_in_the_container(stack: Stack, driver: str) -> None:
         out = io.BytesIO()
         diff(stack.upper, out)
         with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
-            mine = tar.getmember("dir/mine")
+            mine, link = tar.getmember("dir/mine"), tar.getmember("dir/link")
         assert (mine.uid, mine.gid) == (1000, 1000)
+        assert (link.uid, link.gid, link.linkname) == (1000, 1000, "mine")

@@ -308,3 +308,21 @@ def test_privileged_xattrs_survive_as_records(tmp_path: Path) -> None:
     value = headers["SCHILY.xattr.security.capability"]
     assert value.encode("utf-8", "surrogateescape") == capability
     assert not any("rootless" in key for key in headers)
+
+
+def test_symlink_owners_are_recorded_on_their_directory(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        home = tarfile.TarInfo("home")
+        home.type, home.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(home)
+        for name, uid in (("home/rc", 1000), ("home/root-link", 0)):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.uid, info.gid = tarfile.SYMTYPE, "x", uid, uid
+            tar.addfile(info)
+    dest = _extract(tmp_path, buf.getvalue())
+    out = io.BytesIO()
+    diff(dest, out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        owners = {m.name: (m.uid, m.gid) for m in tar.getmembers()}
+    assert owners == {"home": (0, 0), "home/rc": (1000, 1000), "home/root-link": (0, 0)}
