@@ -123,7 +123,12 @@ def read_override(path: Path | str) -> Override | None:
 
 
 def write_override(path: Path | str, override: Override) -> None:
-    os.setxattr(path, OVERRIDE_XATTR, override.encode(), follow_symlinks=False)
+    try:
+        os.setxattr(path, OVERRIDE_XATTR, override.encode(), follow_symlinks=False)
+    except PermissionError:
+        if not os.path.islink(path):
+            raise
+        write_link_owner(path, (override.uid, override.gid))  # a symlink: owner only
 
 
 def write_device_record(path: Path | str, override: Override) -> None:

@@ -24,6 +24,7 @@ from rootless.oci.layer import (
     make_whiteout,
     presented,
     read_override,
+    write_override,
 )
 
 Entry = Callable[[tarfile.TarFile], None]
@@ -326,3 +327,13 @@ def test_symlink_owners_are_recorded_on_their_directory(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
         owners = {m.name: (m.uid, m.gid) for m in tar.getmembers()}
     assert owners == {"home": (0, 0), "home/rc": (1000, 1000), "home/root-link": (0, 0)}
+
+
+def test_write_override_on_a_symlink_records_its_owner(tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to("target")
+    write_override(tmp_path / "link", Override(7, 8, 0o777))
+    out = io.BytesIO()
+    diff(tmp_path, out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        link = tar.getmember("link")
+    assert (link.uid, link.gid) == (7, 8)
