@@ -423,16 +423,18 @@ class Union:
         real = self.copy_up_tree(old) if source_dir else self.copy_up(old).real
         parent = self.upper_parent(new)
         target = os.path.join(parent, _split(new)[1])
-        with contextlib.suppress(FileNotFoundError):
-            st = os.lstat(target)
-            if stat.S_ISDIR(st.st_mode):
-                _remove_real(target)
+        try:
+            replaced: os.stat_result | None = os.lstat(target)
+        except FileNotFoundError:
+            replaced = None
+        if replaced is not None and (stat.S_ISDIR(replaced.st_mode) or is_whiteout(replaced)):
+            _remove_real(target)  # an empty merged directory, or a whiteout a dir cannot replace
+        elif replaced is not None and stat.S_ISLNK(replaced.st_mode):
+            write_link_owner(target, None)
         if stat.S_ISLNK(source.st.st_mode):
             owner = read_link_owner(real)
             write_link_owner(real, None)
             write_link_owner(target, owner)
-        elif stat.S_ISLNK(os.lstat(target).st_mode) if os.path.lexists(target) else False:
-            write_link_owner(target, None)
         os.rename(real, target)
         if source_dir and self.in_lowers(new):
             make_opaque(target)

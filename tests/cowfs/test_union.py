@@ -102,3 +102,13 @@ def test_renamed_directory_keeps_no_whiteouts(union: Union) -> None:
     assert is_opaque(moved)
     assert sorted(os.listdir(moved)) == ["sub"]
     assert [n for n, _ in union.readdir("/moved")] == ["sub"]
+
+
+def test_rename_directory_onto_a_deleted_lower_directory(union: Union) -> None:
+    union.unlink("/dir2/new")
+    union.rmdir("/dir2")
+    union.rename("/opq", "/dir2")
+    assert [n for n, _ in union.readdir("/dir2")] == ["new"]
+    assert union.get("/dir2/new").real.endswith("dir2/new")
+    assert Path(union.get("/dir2/new").real).read_bytes() == b"new"
+    assert union.lookup("/opq") is None
