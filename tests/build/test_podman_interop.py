@@ -82,6 +82,7 @@ def test_built_images_run_under_podman(tmp_path: Path, busybox_tar: Path) -> Non
         # storage written by podman's user namespace is removed inside it; that
         # call starts the pause process again, so it is stopped afterwards.
         subprocess.run([podman, "unshare", "rm", "-rf", str(short / "graph"),
-                        str(short / "run")], env=env, capture_output=True, timeout=120)
+                        str(short / "run"), str(short / ".local")],
+                       env=env, capture_output=True, timeout=120)
         stop_pause_process(env)
         shutil.rmtree(short, ignore_errors=True)
