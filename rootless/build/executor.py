@@ -380,10 +380,13 @@ class Builder:
         multiple = len(instr.sources) + len(heredocs) > 1
         for heredoc in instr.heredocs:  # `COPY <<EOF /dest`: the body is the file
             here_dir.mkdir(exist_ok=True)
-            path = here_dir / heredoc.name
+            # The body lands in our scratch dir under its bare name: a delimiter such as
+            # `<<../../x` must not write outside it (BuildKit cleans the name likewise).
+            name = posixpath.basename(posixpath.normpath("/" + heredoc.name)) or "_"
+            path = here_dir / name
             path.write_text(heredoc.content)
             path.chmod(0o644)
-            sources.append(CopySource(path, heredoc.name))
+            sources.append(CopySource(path, name))
         for source in instr.sources:
             name = source.lstrip("<-").strip("'\"") if source.startswith("<<") else None
             if name is not None and name in heredocs:

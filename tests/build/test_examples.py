@@ -468,3 +468,13 @@ def test_run_network_none_has_only_loopback(rl: Rootless, ctx: Path) -> None:
         "FROM busybox\nRUN --network=none ls /sys/class/net > /nets.txt\n")
     rl("build", "-t", "ex-nonet", ctx)
     assert run_output(rl, "ex-nonet", "cat", "/nets.txt") == "lo\n"
+
+
+def test_heredoc_name_cannot_write_outside_the_scratch_dir(rl: Rootless, ctx: Path,
+                                                           store: Path) -> None:
+    dockerfile = ctx / "Dockerfile"
+    dockerfile.write_text("FROM busybox\nCOPY <<../../escaped /dst/\nhello\n../../escaped\n"
+                          'CMD ["cat", "/dst/escaped"]\n')
+    rl("build", "--progress", "plain", "-f", dockerfile, "-t", "heredoc-name", ctx)
+    assert not list(store.rglob("escaped"))
+    assert run_output(rl, "heredoc-name") == "hello\n"
