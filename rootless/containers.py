@@ -238,17 +238,35 @@ def _random_name() -> str:
 
 
 def remove_tree(path: Path) -> None:
-    """Remove PATH; files the container chowned to sub-IDs need its user namespace."""
+    """Remove PATH; files the container chowned to sub-IDs need its user namespace.
+
+    Right after a container exits the kernel may still be tearing its overlayfs
+    down (its work directory changes under us): such failures are retried for
+    a moment.
+    """
+    import time
+
     from rootless.fsutil import force_rmtree
 
-    try:
-        force_rmtree(path)
-    except PermissionError:
-        from rootless.sandbox.userns import run_in_userns
-
-        def remove() -> int:
+    deadline = time.monotonic() + 5
+    while True:
+        try:
             force_rmtree(path)
-            return 0
+            return
+        except FileNotFoundError:
+            return
+        except PermissionError:
+            break
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise ContainerError(f"cannot remove {path}: {exc.strerror}") from None
+            time.sleep(0.01)
+    from rootless.sandbox.userns import run_in_userns
 
-        if run_in_userns(remove) != 0 or path.exists():
-            raise ContainerError(f"cannot remove {path}") from None
+    def remove() -> int:
+        force_rmtree(path)
+        return 0
+
+    if run_in_userns(remove) != 0 or path.exists():
+        raise ContainerError(f"cannot remove {path}",
+                             hint=f"remove it with: rootless unshare rm -rf {path}")
