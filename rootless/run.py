@@ -222,13 +222,28 @@ def rootfs_setup(root: Path, container: Container, driver: str,
         def release() -> None:
             handle.unmount()
             if remove_after:
-                from rootless.fsutil import force_rmtree
-
-                force_rmtree(container.path)
+                _remove_layer(container)
 
         return Rootfs(str(container.rootfs), release)
 
     return setup
+
+
+def _remove_layer(container: Container) -> None:
+    """Delete a --rm container's writable layer, from inside its user namespace.
+
+    Only the layer (which may hold files of sub-IDs): the record is
+    ``rootless run``'s to delete, after the namespace is gone. The kernel may
+    still be tearing the overlay down (work/ changing under us): what stays
+    behind, ``rootless run`` removes too.
+    """
+    import contextlib
+
+    from rootless.fsutil import force_rmtree
+
+    for path in (container.upper, container.work):
+        with contextlib.suppress(OSError):
+            force_rmtree(path)
 
 
 def _mount_volatile_overlay(lowers: list[Path], container: Container) -> Rootfs | None:
@@ -253,15 +268,8 @@ def _mount_volatile_overlay(lowers: list[Path], container: Container) -> Rootfs 
         return None
 
     def release() -> None:
-        import contextlib
-
-        from rootless.fsutil import force_rmtree
-
         libc.umount2(target, libc.MNT_DETACH)
-        # The kernel may still be tearing the overlay down (work/ changes under us):
-        # what stays behind, `rootless run` removes once the namespace is gone.
-        with contextlib.suppress(OSError):
-            force_rmtree(container.path)
+        _remove_layer(container)
 
     return Rootfs(target, release)
 
