@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 
 from rootless.sandbox import libc
 
@@ -44,23 +45,41 @@ S_IFMT = 0o170000
 S_IFCHR = 0o020000
 S_IFBLK = 0o060000
 
-_ARCHES = {
-    "x86_64": (0xC000003E, {
-        "chown": 92, "fchown": 93, "lchown": 94, "fchownat": 260,
-        "setuid": 105, "setgid": 106, "setreuid": 113, "setregid": 114,
-        "setgroups": 116, "setresuid": 117, "setresgid": 119,
-        "setfsuid": 122, "setfsgid": 123,
-    }, {"mknod": (133, 1), "mknodat": (259, 2)}),
-    "aarch64": (0xC00000B7, {
-        "fchown": 55, "fchownat": 54, "setuid": 146, "setgid": 144,
-        "setreuid": 145, "setregid": 143, "setgroups": 159, "setresuid": 147,
-        "setresgid": 149, "setfsuid": 151, "setfsgid": 152,
-    }, {"mknodat": (33, 2)}),
-}
+@dataclass(frozen=True, slots=True)
+class _Abi:
+    """One system-call ABI a process of this machine may use."""
 
-FAKED_CALLS: tuple[str, ...] = tuple(
-    sorted({*_ARCHES.get(os.uname().machine, (0, {}, {}))[1],
-            *_ARCHES.get(os.uname().machine, (0, {}, {}))[2]}))
+    audit_arch: int
+    calls: dict[str, int]
+    mknods: dict[str, tuple[int, int]]  # name → (number, index of the mode argument)
+    nr_mask: int = 0xFFFFFFFF
+
+
+_X86_64 = _Abi(0xC000003E, {
+    "chown": 92, "fchown": 93, "lchown": 94, "fchownat": 260,
+    "setuid": 105, "setgid": 106, "setreuid": 113, "setregid": 114,
+    "setgroups": 116, "setresuid": 117, "setresgid": 119,
+    "setfsuid": 122, "setfsgid": 123,
+}, {"mknod": (133, 1), "mknodat": (259, 2)}, nr_mask=0xBFFFFFFF)  # x32 too: its bit cleared
+_I386 = _Abi(0x40000003, {
+    "lchown": 16, "setuid": 23, "setgid": 46, "setreuid": 70, "setregid": 71,
+    "setgroups": 81, "fchown": 95, "setfsuid": 138, "setfsgid": 139, "setresuid": 164,
+    "setresgid": 170, "chown": 182, "lchown32": 198, "setreuid32": 203, "setregid32": 204,
+    "setgroups32": 206, "fchown32": 207, "setresuid32": 208, "setresgid32": 210,
+    "chown32": 212, "setuid32": 213, "setgid32": 214, "setfsuid32": 215, "setfsgid32": 216,
+    "fchownat": 298,
+}, {"mknod": (14, 1), "mknodat": (297, 2)})
+_AARCH64 = _Abi(0xC00000B7, {
+    "fchown": 55, "fchownat": 54, "setuid": 146, "setgid": 144,
+    "setreuid": 145, "setregid": 143, "setgroups": 159, "setresuid": 147,
+    "setresgid": 149, "setfsuid": 151, "setfsgid": 152,
+}, {"mknodat": (33, 2)})
+
+# Per machine: the native ABI first, then the compat ones (32-bit x86 programs).
+_ABIS: dict[str, tuple[_Abi, ...]] = {"x86_64": (_X86_64, _I386), "aarch64": (_AARCH64,)}
+
+FAKED_CALLS: tuple[str, ...] = tuple(sorted(
+    name for abi in _ABIS.get(os.uname().machine, ())[:1] for name in (*abi.calls, *abi.mknods)))
 
 
 class _Program:
@@ -97,33 +116,41 @@ def fake_ownership_program(machine: str | None = None, notify: bool = False) -> 
     returning 0 directly (for counting them).
     """
     fake = SECCOMP_RET_USER_NOTIF if notify else SECCOMP_RET_ERRNO | 0
-    arch = _ARCHES.get(machine or os.uname().machine)
-    if arch is None:
+    abis = _ABIS.get(machine or os.uname().machine)
+    if not abis:
         return b""
-    audit_arch, plain, mknods = arch
     prog = _Program()
-    prog.op(_LD_W_ABS, _ARCH)
-    prog.op(_JEQ_K, audit_arch, 0, "allow")
-    prog.op(_LD_W_ABS, _NR)
-    for number in sorted(plain.values()):
-        prog.op(_JEQ_K, number, "fake", 0)
-    for name, (number, _) in sorted(mknods.items()):
-        prog.op(_JEQ_K, number, f"check_{name}", 0)
+    for index, abi in enumerate(abis):
+        # Each block reloads the architecture: a call of another ABI falls through.
+        prog.label(f"abi{index}")
+        prog.op(_LD_W_ABS, _ARCH)
+        prog.op(_JEQ_K, abi.audit_arch, 0,
+                f"abi{index + 1}" if index + 1 < len(abis) else "allow")
+        prog.op(_LD_W_ABS, _NR)
+        if abi.nr_mask != 0xFFFFFFFF:
+            prog.op(_AND_K, abi.nr_mask)
+        for number in sorted(abi.calls.values()):
+            prog.op(_JEQ_K, number, "fake", 0)
+        for name, (number, _) in sorted(abi.mknods.items()):
+            prog.op(_JEQ_K, number, f"check{index}_{name}", 0)
+    prog.label(f"abi{len(abis)}")
     prog.label("allow")
     prog.op(_RET_K, SECCOMP_RET_ALLOW)
     prog.label("fake")
     prog.op(_RET_K, fake)
-    for name, (_, mode_arg) in sorted(mknods.items()):
-        prog.label(f"check_{name}")
-        prog.op(_LD_W_ABS, _arg_low(mode_arg))
-        prog.op(_AND_K, S_IFMT)
-        # BPF jumps only forward: each check ends with its own two returns.
-        prog.op(_JEQ_K, S_IFCHR, f"fake_{name}", 0)
-        prog.op(_JEQ_K, S_IFBLK, f"fake_{name}", f"allow_{name}")
-        prog.label(f"allow_{name}")
-        prog.op(_RET_K, SECCOMP_RET_ALLOW)
-        prog.label(f"fake_{name}")
-        prog.op(_RET_K, fake)
+    for index, abi in enumerate(abis):
+        for name, (_, mode_arg) in sorted(abi.mknods.items()):
+            label = f"{index}_{name}"
+            prog.label(f"check{label}")
+            prog.op(_LD_W_ABS, _arg_low(mode_arg))
+            prog.op(_AND_K, S_IFMT)
+            # BPF jumps only forward: each check ends with its own two returns.
+            prog.op(_JEQ_K, S_IFCHR, f"fake{label}", 0)
+            prog.op(_JEQ_K, S_IFBLK, f"fake{label}", f"allow{label}")
+            prog.label(f"allow{label}")
+            prog.op(_RET_K, SECCOMP_RET_ALLOW)
+            prog.label(f"fake{label}")
+            prog.op(_RET_K, fake)
     return prog.assemble()
 
 
@@ -153,9 +180,12 @@ class FakedCallCounter:
     def __init__(self, listener: int) -> None:
         import threading
 
-        arch = _ARCHES.get(os.uname().machine, (0, {}, {}))
-        self.names = {nr: name for name, nr in arch[1].items()}
-        self.names.update({nr: name for name, (nr, _) in arch[2].items()})
+        self.names: dict[tuple[int, int], str] = {}
+        for abi in _ABIS.get(os.uname().machine, ()):
+            self.names.update({(abi.audit_arch, nr): name for name, nr in abi.calls.items()})
+            self.names.update({(abi.audit_arch, nr): name
+                               for name, (nr, _) in abi.mknods.items()})
+        self.masks = {abi.audit_arch: abi.nr_mask for abi in _ABIS.get(os.uname().machine, ())}
         self.counts: dict[str, int] = {}
         self.listener = listener
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -172,8 +202,9 @@ class FakedCallCounter:
                 if exc.errno in (4, 2):  # EINTR; ENOENT: the caller died meanwhile
                     continue
                 return
-            ident, _pid, _flags, nr = struct.unpack_from("=QIIi", request)
-            name = self.names.get(nr, str(nr))
+            ident, _pid, _flags, nr, arch = struct.unpack_from("=QIIiI", request)
+            nr &= self.masks.get(arch, 0xFFFFFFFF)
+            name = self.names.get((arch, nr), str(nr))
             self.counts[name] = self.counts.get(name, 0) + 1
             try:
                 fcntl.ioctl(self.listener, _NOTIF_SEND,

@@ -247,3 +247,42 @@ def test_missing_interpreter_is_diagnosed(rootfs: Path, mapping: IdMapping) -> N
     assert info.value.exit_code == 127
     assert str(info.value) == ('exec: "/app": /app needs /lib64/ld-linux-x86-64.so.2, which '
                                "this image lacks: built for glibc, image has musl?")
+
+
+def i386_chown_program(path: bytes = b"/f") -> bytes:
+    """A static 32-bit x86 program: chown(PATH, 1234, 1234) through int 0x80, then
+    exit with the call's result (0 when it succeeded). Machine code by hand."""
+    import struct
+
+    base, code_offset = 0x08048000, 52 + 32
+    code_len = 31
+    path_addr = base + code_offset + code_len
+    code = (b"\xb8" + struct.pack("<I", 182)          # mov eax, __NR_chown (i386)
+            + b"\xbb" + struct.pack("<I", path_addr)  # mov ebx, path
+            + b"\xb9" + struct.pack("<I", 1234)       # mov ecx, 1234
+            + b"\xba" + struct.pack("<I", 1234)       # mov edx, 1234
+            + b"\xcd\x80"                             # int 0x80
+            + b"\x89\xc3"                             # mov ebx, eax
+            + b"\xb8" + struct.pack("<I", 1)          # mov eax, __NR_exit
+            + b"\xcd\x80")                            # int 0x80
+    assert len(code) == code_len
+    body = code + path + b"\0"
+    size = code_offset + len(body)
+    header = b"\x7fELF\x01\x01\x01\x00" + bytes(8) + struct.pack(
+        "<HHIIIIIHHHHHH", 2, 3, 1, base + code_offset, 52, 0, 0, 52, 32, 1, 40, 0, 0)
+    phdr = struct.pack("<IIIIIIII", 1, 0, base, base, size, size, 5, 0x1000)
+    return header + phdr + body
+
+
+def test_single_mode_fakes_32_bit_chown_too(rootfs: Path) -> None:
+    if os.uname().machine != "x86_64":
+        pytest.skip("an i386 program needs an x86_64 host")
+    (rootfs / "c32").write_bytes(i386_chown_program())
+    (rootfs / "c32").chmod(0o755)
+    try:
+        unfiltered = Sandbox(str(rootfs), IdMapping.single(), fake_ownership=False).run(
+            ProcessSpec(argv=("sh", "-c", "touch /f; /c32")))
+    except ExecError:
+        pytest.skip("this kernel runs no 32-bit x86 programs")
+    assert unfiltered != 0  # 1234 is not mapped: EINVAL
+    assert sh(rootfs, IdMapping.single(), "touch /f; /c32").status == 0
