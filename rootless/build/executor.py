@@ -382,11 +382,11 @@ class Builder:
             here_dir.mkdir(exist_ok=True)
             # The body lands in our scratch dir under its bare name: a delimiter such as
             # `<<../../x` must not write outside it (BuildKit cleans the name likewise).
-            name = posixpath.basename(posixpath.normpath("/" + heredoc.name)) or "_"
-            path = here_dir / name
+            file_name = posixpath.basename(posixpath.normpath("/" + heredoc.name)) or "_"
+            path = here_dir / file_name
             path.write_text(heredoc.content)
             path.chmod(0o644)
-            sources.append(CopySource(path, name))
+            sources.append(CopySource(path, file_name))
         for source in instr.sources:
             name = source.lstrip("<-").strip("'\"") if source.startswith("<<") else None
             if name is not None and name in heredocs:
