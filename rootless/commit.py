@@ -51,9 +51,9 @@ def apply_changes(config: dict[str, Any], changes: Sequence[str], now: str) -> d
 def commit_container(store: Store, container: Container, reference: str | None,
                      changes: Sequence[str], *, message: str | None = None,
                      author: str | None = None) -> StoredImage:
-    from rootless.build.executor import call_in_namespace
     from rootless.reference import ImageReference
     from rootless.sandbox import IdMapping
+    from rootless.sandbox.userns import call_in_userns
 
     image = store.resolve(str(container.doc["Image"]))
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -69,7 +69,7 @@ def commit_container(store: Store, container: Container, reference: str | None,
             diff(upper, tar_path)
             return True
 
-        call_in_namespace(IdMapping.detect(), make_tar)
+        call_in_userns(IdMapping.detect(), make_tar)
         with open(tar_path, "rb") as f:
             layer = store.put_layer(f)
     rootfs = config.setdefault("rootfs", {"type": "layers", "diff_ids": []})

@@ -13,15 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import posixpath
 import stat
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from rootless.build import config as cfgmod
 from rootless.build.cache import BuildCache, ImageState
@@ -36,13 +35,11 @@ from rootless.errors import (
     Location,
     PlanError,
     RootlessError,
-    SandboxError,
 )
 from rootless.oci.model import LayerInfo
 from rootless.reference import ImageReference
+from rootless.sandbox.userns import call_in_userns
 from rootless.store import Store, StoredImage
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -309,7 +306,7 @@ class Builder:
                 return True
 
             layer = None
-            if call_in_namespace(self.mapping, make_tar):
+            if call_in_userns(self.mapping, make_tar):
                 with open(tar_path, "rb") as f:
                     layer = self.store.put_layer(f)
                 self._promote(upper, layer)
@@ -341,7 +338,7 @@ class Builder:
             except PermissionError:
                 # full ID mapping: files of subordinate IDs only the namespace may delete
                 with contextlib.suppress(RootlessError):
-                    call_in_namespace(self.mapping, lambda: _clear_directory(scratch))
+                    call_in_userns(self.mapping, lambda: _clear_directory(scratch))
 
     # RUN ---------------------------------------------------------------------------
 
@@ -432,58 +429,10 @@ class Builder:
                             lchown=chown)
             chown.apply_to(upper)
 
-        call_in_namespace(self.mapping, work_in_namespace)
+        call_in_userns(self.mapping, work_in_namespace)
 
 
 # -- helpers run in a forked child inside a user + mount namespace ----------------------
-
-
-def call_in_namespace(mapping: Any, fn: Callable[[], T]) -> T:
-    """Run ``fn`` in a forked child that is root of a new user + mount namespace
-    (mounts it makes vanish with it); its result or exception comes back pickled."""
-    from rootless.sandbox import libc
-    from rootless.sandbox.userns import fork_into_userns
-
-    out_r, out_w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = fork_into_userns(mapping, libc.CLONE_NEWNS)
-    if pid == 0:
-        os.close(out_r)
-        code = 0
-        try:
-            libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
-            payload = pickle.dumps((True, fn()))
-        except BaseException as exc:
-            code = 1
-            error = exc if isinstance(exc, RootlessError) else SandboxError(
-                f"{type(exc).__name__}: {exc}")
-            try:
-                # Class, args and attributes: unpickling would call __init__ with args
-                # alone, which our errors with a location do not accept.
-                payload = pickle.dumps((False, (type(error), error.args, vars(error))))
-            except Exception:
-                fallback = SandboxError(repr(exc))
-                payload = pickle.dumps((False, (SandboxError, fallback.args, vars(fallback))))
-        try:
-            with os.fdopen(out_w, "wb") as out:
-                out.write(payload)
-        finally:
-            os._exit(code)
-    os.close(out_w)
-    with os.fdopen(out_r, "rb") as f:
-        payload = f.read()
-    _, status = os.waitpid(pid, 0)
-    if not payload:
-        raise SandboxError(f"the build helper process died (wait status {status})")
-    ok, value = pickle.loads(payload)
-    if not ok:
-        cls, args, attrs = value
-        error = cls.__new__(cls)
-        Exception.__init__(error, *args)
-        error.__dict__.update(attrs)
-        raise error
-    return value
 
 
 class _OwnerRecorder:

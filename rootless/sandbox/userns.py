@@ -31,10 +31,12 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
-from rootless.errors import SandboxError
+from rootless.errors import RootlessError, SandboxError
 from rootless.sandbox import libc
+
+T = TypeVar("T")
 
 Mode = Literal["full", "single"]
 
@@ -284,3 +286,51 @@ def run_in_userns(fn: Callable[[], int | None], mapping: IdMapping | None = None
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) \
         else 128 + os.WTERMSIG(status)
+
+
+def call_in_userns(mapping: IdMapping, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a forked child that is root of a new user + mount namespace
+    (mounts it makes vanish with it); its result or exception comes back pickled,
+    so a ``RootlessError`` raised inside is raised here with its location intact."""
+    import pickle
+
+    out_r, out_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = fork_into_userns(mapping, libc.CLONE_NEWNS)
+    if pid == 0:
+        os.close(out_r)
+        code = 0
+        try:
+            libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
+            payload = pickle.dumps((True, fn()))
+        except BaseException as exc:
+            code = 1
+            error = exc if isinstance(exc, RootlessError) else SandboxError(
+                f"{type(exc).__name__}: {exc}")
+            try:
+                # Class, args and attributes: unpickling would call __init__ with args
+                # alone, which our errors with a location do not accept.
+                payload = pickle.dumps((False, (type(error), error.args, vars(error))))
+            except Exception:
+                fallback = SandboxError(repr(exc))
+                payload = pickle.dumps((False, (SandboxError, fallback.args, vars(fallback))))
+        try:
+            with os.fdopen(out_w, "wb") as out:
+                out.write(payload)
+        finally:
+            os._exit(code)
+    os.close(out_w)
+    with os.fdopen(out_r, "rb") as f:
+        payload = f.read()
+    _, status = os.waitpid(pid, 0)
+    if not payload:
+        raise SandboxError(f"the namespace helper process died (wait status {status})")
+    ok, value = pickle.loads(payload)
+    if not ok:
+        cls, args, attrs = value
+        error = cls.__new__(cls)
+        Exception.__init__(error, *args)
+        error.__dict__.update(attrs)
+        raise error
+    return value
