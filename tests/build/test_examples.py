@@ -479,3 +479,9 @@ def test_heredoc_name_cannot_write_outside_the_scratch_dir(rl: Rootless, ctx: Pa
     outside_layers = [p for p in store.rglob("escaped") if "layers" not in p.parts]
     assert outside_layers == []
     assert run_output(rl, "heredoc-name") == "hello\n"
+
+
+def test_hello_quick_start_example(rl: Rootless, ctx: Path) -> None:
+    build(rl, ctx, "hello", "-t", "ex-hello")
+    assert run_output(rl, "ex-hello") == (
+        "built in a RUN step as uid 0\nhello from a rootless container, running as uid 0\n")
