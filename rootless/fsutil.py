@@ -8,7 +8,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 
@@ -33,6 +32,8 @@ def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None,
     The temporary file lives in ``tmp_dir`` (default: next to ``path``), which
     must be on the same filesystem so that the final rename is atomic.
     """
+    import tempfile  # not at module level: `rootless run` needs only force_rmtree
+
     directory = tmp_dir or path.parent
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
     try:

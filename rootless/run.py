@@ -200,12 +200,12 @@ def rootfs_setup(root: Path, container: Container, driver: str,
                                          in zip(image.layers, image.diff_ids, strict=True)])
 
     def setup() -> Rootfs:
-        from rootless.cowfs import mount_rootfs
-
         if remove_after and driver in ("auto", "overlay"):
             transient = _mount_volatile_overlay(lowers, container)
             if transient is not None:
                 return transient
+        from rootless.cowfs.driver import mount_rootfs
+
         if driver == "auto":
             # Trying overlayfs here, where it is needed, is cheaper than auto's probe
             # (a namespace and a test mount of its own); on failure the probe decides.

@@ -24,16 +24,21 @@ known after ``unmount()`` for ``vfs``.
 
 from __future__ import annotations
 
-from rootless.cowfs.driver import (
-    Changes,
-    DriverChoice,
-    MountHandle,
-    driver_report,
-    mount_rootfs,
-    probe,
-    select_driver,
-)
-from rootless.cowfs.layers import ensure_unpacked, unpack_layer
+from typing import TYPE_CHECKING, Any
+
+# Imported on first use: `rootless run --rm` mounts overlayfs through
+# rootless.cowfs.overlay alone, and every module counts for its start-up latency.
+if TYPE_CHECKING:
+    from rootless.cowfs.driver import (
+        Changes,
+        DriverChoice,
+        MountHandle,
+        driver_report,
+        mount_rootfs,
+        probe,
+        select_driver,
+    )
+    from rootless.cowfs.layers import ensure_unpacked, unpack_layer
 
 __all__ = [
     "Changes",
@@ -46,3 +51,14 @@ __all__ = [
     "select_driver",
     "unpack_layer",
 ]
+
+_HOMES = {"ensure_unpacked": "layers", "unpack_layer": "layers"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(f"{__name__}.{_HOMES.get(name, 'driver')}")
+    return getattr(module, name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -95,6 +94,8 @@ def unavailable(name: str, where: Path | None = None) -> str | None:
     Cached in memory and, for the costly overlayfs probe (a namespace and a
     mount), in $XDG_RUNTIME_DIR: that lives until reboot, as the kernel does.
     """
+    import tempfile
+
     base = where if where is not None and where.exists() else Path(tempfile.gettempdir())
     key = (name, os.stat(base).st_dev)
     if key not in _probed:

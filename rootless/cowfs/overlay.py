@@ -11,12 +11,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
 from pathlib import Path
 
 from rootless.cowfs.driver import Changes, MountHandle
 from rootless.errors import CowfsError
-from rootless.oci.layer import is_whiteout
 
 # mount(2) data is one page; leave room for upperdir/workdir and the flags.
 _MAX_OPTIONS = 3800
@@ -55,6 +53,8 @@ class OverlayHandle(MountHandle):
 
 def upper_changes(upper: Path) -> Changes:
     """Changes read back from an upper directory: it holds only what changed."""
+    from rootless.oci.layer import is_whiteout  # tarfile and more: not on `run`'s path
+
     created: set[str] = set()
     deleted: set[str] = set()
     for dirpath, dirs, files in os.walk(upper):
@@ -135,6 +135,8 @@ def overlay_unavailable(base: Path) -> str | None:
         from rootless.sandbox.userns import IdMapping, run_in_userns
     except ImportError:
         return "the sandbox module is missing"
+    import tempfile
+
     try:
         scratch = Path(tempfile.mkdtemp(prefix=".overlay-probe-", dir=base))
     except OSError as exc:

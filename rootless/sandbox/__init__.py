@@ -34,9 +34,16 @@ resolution), ``process`` (PID 1 and the exec), ``runner`` (``Sandbox``),
 ``tty`` (``-t`` relay).
 """
 
-from rootless.sandbox.runner import ExecError, Sandbox, SandboxProcess
-from rootless.sandbox.spec import MountSpec, ProcessSpec, Rootfs, RootfsSetup
-from rootless.sandbox.userns import IdMapping, run_in_userns
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+# Imported on first use, so that importing one submodule (e.g. ``spec`` for its
+# dataclasses) does not load them all: `rootless run` start-up latency counts.
+if TYPE_CHECKING:
+    from rootless.sandbox.runner import ExecError, Sandbox, SandboxProcess
+    from rootless.sandbox.spec import MountSpec, ProcessSpec, Rootfs, RootfsSetup
+    from rootless.sandbox.userns import IdMapping, run_in_userns
 
 __all__ = [
     "ExecError",
@@ -49,3 +56,15 @@ __all__ = [
     "SandboxProcess",
     "run_in_userns",
 ]
+
+_HOMES = {"ExecError": "runner", "Sandbox": "runner", "SandboxProcess": "runner",
+          "MountSpec": "spec", "ProcessSpec": "spec", "Rootfs": "spec", "RootfsSetup": "spec",
+          "IdMapping": "userns", "run_in_userns": "userns"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

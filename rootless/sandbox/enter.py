@@ -21,6 +21,7 @@ from rootless.sandbox.process import (
     become_and_exec,
     diagnose_report,
     exit_code,
+    import_optional_parts,
     install_forwarding,
 )
 from rootless.sandbox.runner import SandboxProcess, status_error
@@ -68,6 +69,7 @@ def exec_in(init_pid: int, spec: ProcessSpec) -> int:
 
         console_parent, console_child = socket.socketpair()
         stdio = Stdio(0, 1, 2, console_child.fileno(), window_size(stdin))
+    import_optional_parts(stdio, fake_ownership)  # before the chroot below
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     joiner = os.fork()
     if joiner == 0:

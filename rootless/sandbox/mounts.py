@@ -8,7 +8,6 @@ namespace.  Device nodes are bind mounts of the host's (never mknod).
 from __future__ import annotations
 
 import os
-import socket
 
 from rootless.sandbox import libc
 from rootless.sandbox.spec import MountSpec, ProcessSpec
@@ -92,7 +91,12 @@ def _mount_sys(rootfs: str, own_netns: bool) -> None:
 
 
 def _etc_contents(spec: ProcessSpec) -> dict[str, str]:
-    hostname = spec.hostname or socket.gethostname()
+    if spec.hostname:
+        hostname = spec.hostname
+    else:
+        import socket
+
+        hostname = socket.gethostname()
     hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     resolv = ""
     if spec.network == "host":
@@ -153,6 +157,7 @@ def _mount_user(rootfs: str, mount: MountSpec) -> None:
 def loopback_up() -> None:
     """Bring ``lo`` up in this (new) network namespace: SIOCSIFFLAGS, IFF_UP."""
     import fcntl
+    import socket
     import struct
 
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1

@@ -22,19 +22,23 @@ import errno
 import fcntl
 import os
 import signal
-import socket
 import sys
-import termios
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from rootless.errors import RootlessError
 from rootless.sandbox import libc
 from rootless.sandbox.mounts import enter_rootfs, loopback_up, resolve_in_root
-from rootless.sandbox.seccomp import FakedCallCounter, install_fake_ownership
 from rootless.sandbox.spec import DEFAULT_PATH, MountSpec, ProcessSpec, Rootfs, RootfsSetup
 from rootless.sandbox.users import resolve_user
+
+# socket, termios and the seccomp module serve only -t, --debug and single-ID
+# mode: imported when those need them (`rootless run` start-up latency counts).
+if TYPE_CHECKING:
+    import socket
+
+    from rootless.sandbox.seccomp import FakedCallCounter
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
@@ -77,7 +81,11 @@ def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
         # Signals that arrive before the command's PID is known wait, blocked.
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
         exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
-        counting = socket.socketpair() if count_faked and fake_ownership else None
+        counting = None
+        if count_faked and fake_ownership:
+            import socket
+
+            counting = socket.socketpair()
         pid = os.fork()
         if pid == 0:
             os.close(exec_r)
@@ -115,6 +123,10 @@ def serve_faked_calls(pair: tuple[socket.socket, socket.socket]) -> FakedCallCou
     This must run before the command's first faked call (its own setgroups),
     which blocks until answered; None if the command failed before its filter.
     """
+    import socket
+
+    from rootless.sandbox.seccomp import FakedCallCounter
+
     ours, theirs = pair
     theirs.close()
     with ours:
@@ -207,6 +219,7 @@ def become_and_exec(spec: ProcessSpec, full_mapping: bool, fake_ownership: bool,
     process outside to diagnose; other failures as ``err CODE\\t...``.
     """
     try:
+        import_optional_parts(stdio, fake_ownership)  # before PREPARE's pivot_root
         # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve.
         for signum in (*FORWARDED_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(signum, signal.SIG_DFL)
@@ -225,9 +238,15 @@ def become_and_exec(spec: ProcessSpec, full_mapping: bool, fake_ownership: bool,
             if fd != target:
                 os.dup2(fd, target)
         if stdio.console is not None:
+            import termios
+
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         if fake_ownership:
+            import socket
+
+            from rootless.sandbox.seccomp import install_fake_ownership
+
             listener = install_fake_ownership(notify=counter_socket is not None)
             if listener is not None and counter_socket is not None:
                 with socket.socket(fileno=os.dup(counter_socket)) as sock:
@@ -257,6 +276,24 @@ def become_and_exec(spec: ProcessSpec, full_mapping: bool, fake_ownership: bool,
     os._exit(125)
 
 
+def import_optional_parts(stdio: Stdio, fake_ownership: bool) -> None:
+    """Import what the command's process needs for -t, and in single-ID mode.
+
+    Nothing can be imported once the process is inside the container's root
+    (after pivot_root, or the chroot of ``exec``): call this before. These are not
+    imported at module level because ``rootless run`` start-up latency counts.
+    """
+    import importlib
+
+    names = []
+    if stdio.console is not None:
+        names += ["socket", "termios"]
+    if fake_ownership:
+        names += ["socket", "rootless.sandbox.seccomp"]
+    for name in names:
+        importlib.import_module(name)
+
+
 @dataclass(frozen=True, slots=True)
 class Stdio:
     """The command's standard descriptors, or (``-t``) a socket to send its terminal on."""
@@ -274,6 +311,9 @@ class Stdio:
 def open_console(stdio: Stdio) -> int:
     """A pseudo-terminal from the container's own devpts (so ``tty`` names it and
     /dev/pts shows it); its master goes to the caller over the console socket."""
+    import socket
+    import termios
+
     assert stdio.console is not None
     master, slave = os.openpty()  # /dev/ptmx is the container's after pivot_root
     if stdio.winsize:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,6 +110,8 @@ class Sandbox:
                       spec.stdout if spec.stdout is not None else 1,
                       spec.stderr if spec.stderr is not None else 2)
         if spec.tty:
+            import socket  # only -t needs it (`rootless run` start-up latency counts)
+
             console_parent, console_child = socket.socketpair()
             from rootless.sandbox.tty import window_size
 
@@ -141,6 +142,8 @@ class Sandbox:
         process = SandboxProcess(keeper, init_pid)
         error = status_error(lines)
         if error is None and console_parent is not None:
+            import socket
+
             _, fds, _, _ = socket.recv_fds(console_parent, 16, 1)
             process.pty_master = fds[0] if fds else None
             if process.pty_master is None:

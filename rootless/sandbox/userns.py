@@ -28,7 +28,6 @@ import shutil
 import signal
 import stat
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -278,6 +277,8 @@ def run_in_userns(fn: Callable[[], int | None], mapping: IdMapping | None = None
                 libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
             code = fn() or 0
         except BaseException:
+            import traceback
+
             traceback.print_exc()
         finally:
             sys.stdout.flush()

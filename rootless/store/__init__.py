@@ -28,11 +28,10 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from rootless.errors import (
     BlobNotFound,
@@ -54,15 +53,27 @@ from rootless.oci.model import (
     canonical_json,
     load_json_object,
 )
-from rootless.oci.pgzip import ParallelGzip
-from rootless.oci.tarstream import TarChecker
 from rootless.reference import ImageReference, is_image_id_prefix
-from rootless.store.blobs import BlobWriter
-from rootless.store.gc import GcReport, reachable_blobs, sweep_blobs, sweep_layer_dirs, sweep_temp
 from rootless.store.image import StoredImage
-from rootless.store.sizes import uncompressed_size
+
+# Writing layers, collecting garbage and sizing layers import what they need when
+# called: `rootless run` only resolves an image (its start-up latency is benchmarked).
+if TYPE_CHECKING:
+    from rootless.store.blobs import BlobWriter
+    from rootless.store.gc import GcReport
 
 __all__ = ["BlobWriter", "GcReport", "Store", "StoredImage"]
+
+
+def __getattr__(name: str) -> Any:
+    """``BlobWriter`` and ``GcReport``, imported on first use."""
+    if name == "BlobWriter":
+        from rootless.store.blobs import BlobWriter
+        return BlobWriter
+    if name == "GcReport":
+        from rootless.store.gc import GcReport
+        return GcReport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
@@ -202,6 +213,8 @@ class Store:
         Verified against ``expected_digest``/``expected_size`` when given:
         DigestMismatch and nothing stored otherwise. Idempotent.
         """
+        from rootless.store.blobs import BlobWriter
+
         return BlobWriter(self.blobs_dir, self.tmp_dir, expected_digest, expected_size)
 
     def put_blob(self, data: bytes | IO[bytes], expected: str | None = None,
@@ -228,6 +241,9 @@ class Store:
         (LayerError otherwise, nothing stored). Idempotent, atomic. The gzip
         output is deterministic (see oci.pgzip): same tar, same digest.
         """
+        from rootless.oci.pgzip import ParallelGzip
+        from rootless.oci.tarstream import TarChecker
+
         diff = Hasher()
         checker = TarChecker(what) if validate else None
         with self.blob_writer() as writer:
@@ -429,6 +445,8 @@ class Store:
         ``wait=False`` does nothing then (``report.skipped``). Safe to run at
         any time; a killed gc leaves at worst some garbage for the next one.
         """
+        from rootless.store.gc import GcReport, sweep_blobs, sweep_layer_dirs, sweep_temp
+
         if self._lease_depth > 0:
             raise StoreError("gc() called while holding a lease on the same store")
         with self._gc_lock(wait) as locked:
@@ -459,6 +477,8 @@ class Store:
 
     def _gc_roots(self) -> tuple[set[Digest], set[Digest]]:
         """Blobs and unpacked layers (by diff_id) that images or the build cache need."""
+        from rootless.store.gc import reachable_blobs
+
         entries = self._read_index()
         try:
             keep = reachable_blobs(self.read_blob, [e.digest for e in entries])
@@ -475,6 +495,8 @@ class Store:
 
     def layer_size(self, layer: Descriptor) -> int:
         """Uncompressed bytes of a stored layer, as Docker's SIZE columns count them."""
+        from rootless.store.sizes import uncompressed_size
+
         return uncompressed_size(self.blob_path(layer.digest), layer.media_type)
 
     def image_size(self, image: StoredImage) -> int:
@@ -491,6 +513,8 @@ class Store:
     def temp_dir(self, prefix: str = "dir-") -> Iterator[Path]:
         """A fresh directory under ``tmp/`` (same filesystem as the store), removed on exit
         unless renamed away. gc() leaves it alone while this context is open."""
+        import tempfile
+
         from rootless.fsutil import force_rmtree
 
         path = Path(tempfile.mkdtemp(dir=self.tmp_dir, prefix=prefix))

@@ -65,3 +65,44 @@ def test_run_imports_only_its_own_verb_module(rootless: Rootless) -> None:
                          check=True).stdout
     assert "rootless.cli.containers" in out
     assert "rootless.cli.build" not in out and "rootless.cli.registry" not in out
+
+
+# What `rootless run --rm IMAGE CMD` imports, in the CLI process and in the sandbox's
+# children (PID 1 mounts the --rm overlay, the command's process enters the root).
+_RUN_PATH_IMPORTS = """
+import sys
+from rootless.cli import build_parser
+argv = ['run', '--rm', 'busybox', 'true']
+build_parser(argv).parse_args(argv)
+from rootless.run import RunRequest, containers_of, process_spec, rootfs_setup, spec_to_json
+from rootless.run import _mount_volatile_overlay, _remove_layer
+from rootless.store import Store
+from rootless.sandbox import Sandbox
+from rootless.sandbox.process import init_main, command_main
+from rootless.cowfs.overlay import overlay_options
+from rootless.containers import remove_tree
+print(' '.join(sorted(sys.modules)))
+"""
+
+# Modules `rootless run` does not need: layer tars and gzip, the registry client, the
+# builder, the FUSE union, garbage collection, -t and single-ID mode's extras.
+_NOT_ON_RUN_PATH = (
+    "rootless.oci.layer", "rootless.oci.pgzip", "rootless.oci.tarstream", "rootless.registry",
+    "rootless.build", "rootless.dockerfile", "rootless.cowfs.fuse", "rootless.cowfs.union",
+    "rootless.cowfs.layers", "rootless.store.gc", "rootless.store.blobs",
+    "rootless.sandbox.seccomp", "rootless.sandbox.tty", "rootless.elf", "lark", "requests",
+    "tarfile", "gzip", "subprocess", "concurrent.futures", "tempfile", "socket", "traceback",
+)
+
+
+def test_run_path_imports_no_heavy_module() -> None:
+    """`rootless run` start-up latency is benchmarked (scripts/bench-run): every module
+    it imports is paid for on every run."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _RUN_PATH_IMPORTS], capture_output=True,
+                         text=True, check=True).stdout
+    loaded = set(out.split())
+    assert "rootless.sandbox.runner" in loaded  # the script did import the run path
+    assert sorted(loaded.intersection(_NOT_ON_RUN_PATH)) == []
