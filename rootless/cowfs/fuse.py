@@ -9,12 +9,15 @@ and every access fails with ENOTCONN instead of hanging.
 Speed levers (measured, see ``scripts/bench-cowfs``): one thread, big_writes,
 the kernel page cache kept for files served from read-only lowers, file types
 returned by readdir, cached per-directory layer resolution, long
-entry/negative timeouts.
+entry/negative timeouts, packed attributes of lower files kept, and reads
+answered with the file descriptor (a ``read_buf`` that libfuse serves itself,
+spliced into /dev/fuse): no Python bytes per 128 KiB request.
 
 fuse-python 1.0.9 passes utimens seconds as a C int (dates after 2038 wrap)
 and never sets libfuse's ``utime_omit_ok``, so ``touch -m`` and ``cp -p``
 would be dropped. ``_LibfusePatch`` replaces utimens and getattr inside
-libfuse with ctypes callbacks that see the real ``struct timespec`` values.
+libfuse with ctypes callbacks that see the real ``struct timespec`` values
+(and adds read_buf).
 
 For developers: ``ROOTLESS_FUSE_DEBUG=1`` runs the server with libfuse's ``-d``
 (every request on stderr); ``ROOTLESS_FUSE_PROFILE=FILE`` writes a cProfile of
@@ -44,13 +47,14 @@ import fuse
 from rootless.cowfs.driver import Changes, MountHandle
 from rootless.cowfs.union import Union
 from rootless.errors import CowfsError
+from rootless.oci.layer import presented
 
 fuse.fuse_python_api = (0, 2)
 
 MOUNT_OPTIONS = ",".join([
     "fsname=rootless", "subtype=cowfs", "default_permissions", "allow_other", "use_ino",
     "big_writes", "max_write=131072", "max_read=131072", "entry_timeout=60",
-    "negative_timeout=60", "attr_timeout=60", "nodev",
+    "negative_timeout=60", "attr_timeout=60", "nodev", "splice_write",
 ])
 _READY_TIMEOUT = 20.0
 CHANGES_XATTR = "user.rootless.changes"
@@ -115,6 +119,12 @@ class CowFuse(fuse.Fuse):
         self.uid_map = _id_map("/proc/self/uid_map")
         self.gid_map = _id_map("/proc/self/gid_map")
         self.patch: _LibfusePatch | None = None
+        self._uids: dict[int, int] = {}
+        self._gids: dict[int, int] = {}
+        self._lower_attrs: dict[str, bytes] = {}
+        # Open handles by address (what fuse-python stores in fuse_file_info.fh), for
+        # the libfuse patch's read_buf.
+        self.handles: dict[int, _Handle] = {}
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -131,26 +141,49 @@ class CowFuse(fuse.Fuse):
     def getattr(self, path: str) -> fuse.Stat:
         entry = self.union.get(path)
         shown = self.union.shown(entry)
+        return _stat(entry.st, shown.fmt, self._shown_uid(shown.uid), self._shown_gid(shown.gid),
+                     shown.mode, shown.rdev)
+
+    def _shown_uid(self, uid: int) -> int:
         # An owner this namespace does not map would reach the kernel as "nobody", whom
         # even root may not override: show root instead (the record keeps the real one).
-        uid = shown.uid if _mapped(shown.uid, self.uid_map) else 0
-        gid = shown.gid if _mapped(shown.gid, self.gid_map) else 0
-        return _stat(entry.st, shown.fmt, uid, gid, shown.mode, shown.rdev)
+        shown = self._uids.get(uid)
+        if shown is None:
+            shown = self._uids[uid] = uid if _mapped(uid, self.uid_map) else 0
+        return shown
+
+    def _shown_gid(self, gid: int) -> int:
+        shown = self._gids.get(gid)
+        if shown is None:
+            shown = self._gids[gid] = gid if _mapped(gid, self.gid_map) else 0
+        return shown
 
     def stat_bytes(self, path: str) -> bytes:
-        """PATH's ``struct stat`` (x86_64), with nanosecond times, for the libfuse patch."""
+        """PATH's ``struct stat`` (x86_64), with nanosecond times, for the libfuse patch.
+
+        The hot path of every LOOKUP and GETATTR: a file of a read-only lower never
+        changes, so its packed answer is kept by real path.
+        """
         entry = self.union.get(path)
-        shown = self.union.shown(entry)
+        lower = not entry.in_upper
+        if lower:
+            packed = self._lower_attrs.get(entry.real)
+            if packed is not None:
+                return packed
+        shown = presented(entry.real, entry.st)
         st = entry.st
-        uid = shown.uid if _mapped(shown.uid, self.uid_map) else 0
-        gid = shown.gid if _mapped(shown.gid, self.gid_map) else 0
-        size = 0 if shown.fmt in (stat.S_IFCHR, stat.S_IFBLK) else st.st_size
+        fmt = shown.fmt
+        size = 0 if fmt == stat.S_IFCHR or fmt == stat.S_IFBLK else st.st_size
         a_sec, a_ns = divmod(st.st_atime_ns, 1_000_000_000)
         m_sec, m_ns = divmod(st.st_mtime_ns, 1_000_000_000)
         c_sec, c_ns = divmod(st.st_ctime_ns, 1_000_000_000)
-        return _STAT.pack(0, st.st_ino, st.st_nlink, shown.fmt | shown.mode, uid, gid, 0,
-                          shown.rdev, size, st.st_blksize, st.st_blocks,
-                          a_sec, a_ns, m_sec, m_ns, c_sec, c_ns)
+        packed = _STAT.pack(0, st.st_ino, st.st_nlink, fmt | shown.mode,
+                            self._shown_uid(shown.uid), self._shown_gid(shown.gid), 0,
+                            shown.rdev, size, st.st_blksize, st.st_blocks,
+                            a_sec, a_ns, m_sec, m_ns, c_sec, c_ns)
+        if lower:
+            self._lower_attrs[entry.real] = packed
+        return packed
 
     def fgetattr(self, path: str, fh: _Handle) -> fuse.Stat:
         return self.getattr(path)
@@ -272,16 +305,20 @@ class CowFuse(fuse.Fuse):
         if writing:
             real = self._copied_up(path)
             self.union.note("modified", path)
-            return _Handle(os.open(real, clean), path, real, False)
+            return self._opened(_Handle(os.open(real, clean), path, real, False))
         entry = self.union.get(path)
         handle = _Handle(os.open(entry.real, clean), path, entry.real, not entry.in_upper)
         if handle.lower:
             self.lower_handles.setdefault(path, []).append(handle)
+        return self._opened(handle)
+
+    def _opened(self, handle: _Handle) -> _Handle:
+        self.handles[id(handle)] = handle
         return handle
 
     def create(self, path: str, flags: int, mode: int) -> _Handle:
         fd, real = self.union.create_file(path, flags, mode, self._owner())
-        return _Handle(fd, path, real, False)
+        return self._opened(_Handle(fd, path, real, False))
 
     def read(self, path: str, size: int, offset: int, fh: _Handle) -> bytes:
         return os.pread(fh.fd, size, offset)
@@ -299,6 +336,7 @@ class CowFuse(fuse.Fuse):
             os.fsync(fh.fd)
 
     def release(self, path: str, flags: int, fh: _Handle) -> None:
+        self.handles.pop(id(fh), None)
         if fh.lower:
             handles = self.lower_handles.get(path, [])
             with contextlib.suppress(ValueError):
@@ -316,7 +354,13 @@ _UTIMENS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_Times
 _GETATTR = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 _FGETATTR = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p)
 # Slots in struct fuse_operations (FUSE_USE_VERSION 26), in pointers.
-_OPS_GETATTR, _OPS_FGETATTR, _OPS_UTIMENS = 0, 34, 36
+_OPS_GETATTR, _OPS_FGETATTR, _OPS_UTIMENS, _OPS_READ_BUF = 0, 34, 36, 42
+_READ_BUF = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t,
+                             ctypes.c_int64, ctypes.c_void_p)
+# struct fuse_bufvec holding one struct fuse_buf: count idx off | size flags mem fd pos.
+_BUFVEC = struct.Struct("<QQQ" + "QI4xQi4xq")
+_FUSE_BUF_IS_FD, _FUSE_BUF_FD_SEEK = 1 << 1, 1 << 2
+_FI_FH = 24  # offset of fh in struct fuse_file_info
 # struct stat on x86_64: dev ino nlink mode uid gid pad rdev size blksize blocks, 3 timespecs.
 _STAT = struct.Struct("<QQQIIIiQqqq" + "qq" * 3 + "24x")
 
@@ -356,6 +400,13 @@ class _LibfusePatch:
                 self.callbacks += [_GETATTR(self._getattr), _FGETATTR(self._fgetattr)]
                 self._install(ops, _OPS_GETATTR, self.callbacks[1])
                 self._install(ops, _OPS_FGETATTR, self.callbacks[2])
+                # Reads answered with the file descriptor: libfuse reads the data itself,
+                # so no bytes object is made and copied per 128 KiB request.
+                self.malloc = ctypes.CDLL(None).malloc
+                self.malloc.restype = ctypes.c_void_p
+                self.malloc.argtypes = [ctypes.c_size_t]
+                self.callbacks.append(_READ_BUF(self._read_buf))
+                self._install(ops, _OPS_READ_BUF, self.callbacks[3])
             return
         raise RuntimeError("libfuse's struct fuse has an unexpected layout")
 
@@ -378,7 +429,8 @@ class _LibfusePatch:
 
     def _getattr(self, path: bytes, buf: int) -> int:
         try:
-            ctypes.memmove(buf, self.server.stat_bytes(os.fsdecode(path)), _STAT.size)
+            ctypes.memmove(buf, self.server.stat_bytes(path.decode("utf-8", "surrogateescape")),
+                           _STAT.size)
             return 0
         except OSError as exc:
             return -(exc.errno or errno.EIO)
@@ -387,6 +439,22 @@ class _LibfusePatch:
 
     def _fgetattr(self, path: bytes, buf: int, info: int) -> int:
         return self._getattr(path, buf)
+
+    def _read_buf(self, path: bytes, bufp: int, size: int, offset: int, info: int) -> int:
+        try:
+            handle = self.server.handles.get(
+                ctypes.c_uint64.from_address(info + _FI_FH).value)
+            if handle is None:
+                return -errno.EBADF
+            vec = self.malloc(_BUFVEC.size)  # libfuse frees it
+            if not vec:
+                return -errno.ENOMEM
+            ctypes.memmove(vec, _BUFVEC.pack(1, 0, 0, size, _FUSE_BUF_IS_FD | _FUSE_BUF_FD_SEEK,
+                                             0, handle.fd, offset), _BUFVEC.size)
+            ctypes.c_void_p.from_address(bufp).value = vec
+            return 0
+        except Exception:
+            return -errno.EIO
 
 
 def _libraries() -> tuple[str, int, int]:

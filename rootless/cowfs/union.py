@@ -119,12 +119,12 @@ class Union:
         parent, name = _split(path)
         upper_dir = self._upper_dir(parent)
         for directory in self.dir_layers(parent):
-            real = os.path.join(directory, name)
+            real = f"{directory}/{name}"
             try:
                 st = os.lstat(real)
             except FileNotFoundError:
                 continue
-            if is_whiteout(st):
+            if st.st_rdev == 0 and stat.S_ISCHR(st.st_mode):  # a whiteout
                 return None
             return Entry(real, st, directory == upper_dir)
         return None
