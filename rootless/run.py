@@ -12,11 +12,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rootless.containers import Container, Containers
 from rootless.errors import ContainerError, UsageError
 from rootless.sandbox.spec import MountSpec, ProcessSpec, Rootfs, RootfsSetup
+
+if TYPE_CHECKING:
+    from rootless.store import StoredImage
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,17 +184,19 @@ class _LayerRef:
 
 
 def rootfs_setup(root: Path, container: Container, driver: str,
-                 remove_after: bool) -> RootfsSetup:
+                 remove_after: bool, image: StoredImage | None = None) -> RootfsSetup:
     """The sandbox's RootfsSetup: the image's layers + the container's upper, mounted.
 
     Runs inside the sandbox's namespaces; with REMOVE_AFTER (``--rm``) the
     container directory is deleted there too, as mapped root, so files the
-    container chowned to sub-IDs go with it.
+    container chowned to sub-IDs go with it. IMAGE is the container's image when
+    the caller has it at hand (``run`` just resolved it), else it is looked up.
     """
     from rootless.store import Store
 
     store = Store(root)
-    image = store.resolve(str(container.doc["Image"]))
+    if image is None or str(image.image_id) != container.doc["Image"]:
+        image = store.resolve(str(container.doc["Image"]))
     lowers = [store.layer_dir(str(i)) for i in image.diff_ids]
     if not all(path.is_dir() for path in lowers):  # the common case needs no import
         from rootless.cowfs.layers import ensure_unpacked

@@ -16,6 +16,7 @@ from rootless.errors import ContainerError, ImageNotFound, RootlessError
 if TYPE_CHECKING:
     from rootless.cli import GlobalOptions
     from rootless.containers import Container
+    from rootless.store import StoredImage
 
 Subparsers = argparse._SubParsersAction
 
@@ -161,7 +162,7 @@ def run(opts: GlobalOptions, args: argparse.Namespace) -> int:
         container.config["Env"] = dict(spec.env)
         container.save()
     return _start_container(opts, container, attach=not args.detach,
-                            interactive=args.interactive, remove=args.rm)
+                            interactive=args.interactive, remove=args.rm, image=image)
 
 
 def _pull(store: Any, name: str, platform: str | None) -> Any:
@@ -173,8 +174,10 @@ def _pull(store: Any, name: str, platform: str | None) -> Any:
 
 
 def _start_container(opts: GlobalOptions, container: Container, *, attach: bool,
-                     interactive: bool, remove: bool, shown: str | None = None) -> int:
-    """Run CONTAINER's recorded command in its writable layer (foreground or detached)."""
+                     interactive: bool, remove: bool, shown: str | None = None,
+                     image: StoredImage | None = None) -> int:
+    """Run CONTAINER's recorded command in its writable layer (foreground or detached);
+    IMAGE is its image when the caller just resolved it (not read again)."""
     from dataclasses import replace
 
     from rootless.run import rootfs_setup, spec_from_json
@@ -182,7 +185,8 @@ def _start_container(opts: GlobalOptions, container: Container, *, attach: bool,
 
     driver = str(container.config.get("Driver") or opts.storage_driver)
     spec = spec_from_json(container.config)
-    sandbox = Sandbox(rootfs_setup(opts.root, container, driver, remove_after=remove),
+    sandbox = Sandbox(rootfs_setup(opts.root, container, driver, remove_after=remove,
+                                   image=image),
                       count_faked=opts.debug)
     if opts.debug:
         print(f"rootless: ID mapping {sandbox.mapping.mode}, storage driver {driver}"
