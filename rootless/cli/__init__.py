@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rootless import __version__
 from rootless.errors import RootlessError
@@ -102,6 +103,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"rootless: {message}\nSee '{self.prog} --help'.\n")
 
 
+if TYPE_CHECKING:
+    _SubParsers = argparse._SubParsersAction[_Parser]
+else:
+    _SubParsers = argparse._SubParsersAction
+
+
+class _Verbs(_SubParsers):
+    """Subparsers that may be asked to build one verb only (``only``).
+
+    Building every parser of a verb module costs `rootless run` a few milliseconds
+    of its benchmarked start-up; a module's ``register`` that checks ``wants(name)``
+    skips the verbs the command line does not use.
+    """
+
+    only: str | None = None  # None: every verb; "": none of them
+
+    def wants(self, name: str) -> bool:
+        return self.only is None or name == self.only
+
+
 def requested_verb(argv: Sequence[str]) -> str | None:
     """The first word of ARGV that is not a global option (or its value)."""
     args = iter(argv)
@@ -131,12 +152,23 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-D", "--debug", action="store_true", help="debug output")
     parser.add_argument("--storage-driver", choices=("auto", "fuse", "overlay", "vfs"),
                         help="copy-on-write driver (default $ROOTLESS_STORAGE_DRIVER, else auto)")
-    verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+    verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser,
+                                  action=_Verbs)
+    assert isinstance(verbs, _Verbs)
+    if verb in VERB_OWNERS:
+        verbs.only = verb  # a known verb (or group) needs its own parser alone
     groups: dict[str, argparse._SubParsersAction[_Parser]] = {}
     for name, help_text in GROUPS.items():
+        if not verbs.wants(name):
+            # Not on this command line: a detached stand-in for register() to skip.
+            unused = _Verbs([], prog=f"rootless {name}", parser_class=_Parser,
+                            dest="subverb", metavar="COMMAND")
+            unused.only = ""
+            groups[name] = unused
+            continue
         group = verbs.add_parser(name, help=help_text, description=help_text)
         groups[name] = group.add_subparsers(dest="subverb", metavar="COMMAND",
-                                            parser_class=_Parser)
+                                            parser_class=_Parser, action=_Verbs)
         group.set_defaults(handler=_group_help(group))
     for module_name in (m for m in VERB_MODULES if m in modules):
         try:

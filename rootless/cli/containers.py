@@ -23,8 +23,13 @@ Subparsers = argparse._SubParsersAction
 
 def _add(parent: Any, name: str, help_text: str, aliases: tuple[str, ...] = (),
          add_help: bool = True) -> argparse.ArgumentParser | None:
+    """A parser for verb NAME under PARENT; None when it exists already or this
+    command line does not use it (``rootless run`` builds its own parser alone)."""
     existing = getattr(parent, "_name_parser_map", {})
     if name in existing:
+        return None
+    wants = getattr(parent, "wants", None)
+    if wants is not None and not any(wants(n) for n in (name, *aliases)):
         return None
     parser: argparse.ArgumentParser = parent.add_parser(
         name, help=help_text, description=help_text, add_help=add_help,
