@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
@@ -24,7 +23,7 @@ from rootless.errors import SandboxError
 from rootless.sandbox import libc
 from rootless.sandbox.process import FORWARDED_SIGNALS, Stdio, exit_code, init_main
 from rootless.sandbox.spec import ProcessSpec, RootfsSetup
-from rootless.sandbox.userns import IdMapping, fork_into_userns
+from rootless.sandbox.userns import IdMapping, flush_std_streams, fork_into_userns
 
 
 class ExecError(SandboxError):
@@ -120,8 +119,7 @@ class Sandbox:
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         flags = (libc.CLONE_NEWNS | libc.CLONE_NEWPID | libc.CLONE_NEWUTS
                  | libc.CLONE_NEWIPC | (libc.CLONE_NEWNET if spec.network == "none" else 0))
-        sys.stdout.flush()
-        sys.stderr.flush()
+        flush_std_streams()
         try:
             keeper = fork_into_userns(self.mapping, flags)
             if keeper == 0:

@@ -259,6 +259,14 @@ def _unshare_error(answer: str) -> SandboxError:
     return SandboxError("the sandbox process died while entering its namespaces")
 
 
+def flush_std_streams() -> None:
+    """Flush Python's stdout and stderr before a fork, so nothing is written twice.
+    Either may be None: `rootless run ... >&-` starts us with that descriptor closed."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+
+
 def run_in_userns(fn: Callable[[], int | None], mapping: IdMapping | None = None,
                   flags: int = libc.CLONE_NEWNS) -> int:
     """Run FN in a forked child that is root in new user + mount namespaces.
@@ -267,8 +275,7 @@ def run_in_userns(fn: Callable[[], int | None], mapping: IdMapping | None = None
     (the traceback goes to stderr), 128+N if signal N killed it.
     """
     mapping = mapping or IdMapping.detect()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    flush_std_streams()
     pid = fork_into_userns(mapping, flags)
     if pid == 0:
         code = 1
@@ -281,8 +288,7 @@ def run_in_userns(fn: Callable[[], int | None], mapping: IdMapping | None = None
 
             traceback.print_exc()
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            flush_std_streams()
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) \
@@ -296,8 +302,7 @@ def call_in_userns(mapping: IdMapping, fn: Callable[[], T]) -> T:
     import pickle
 
     out_r, out_w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    flush_std_streams()
     pid = fork_into_userns(mapping, libc.CLONE_NEWNS)
     if pid == 0:
         os.close(out_r)

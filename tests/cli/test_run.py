@@ -365,3 +365,16 @@ def test_rm_deletes_files_owned_by_sub_ids(rl: Rootless, store_root: Path, mode:
     assert owners and owners != {os.geteuid()}  # a sub-ID: not ours to delete directly
     rl("rm", "subids")
     assert list((store_root / "containers").iterdir()) == []
+
+
+def test_run_with_stdout_closed(rl: Rootless, store_root: Path) -> None:
+    # `rootless run ... >&-`: Python starts with sys.stdout None; the run still works.
+    import os
+    import subprocess
+
+    env = {**os.environ, "ROOTLESS_ID_MAPPING": "single"}
+    proc = subprocess.run(
+        ["sh", "-c", f'rootless --root "{store_root}" run --rm busybox sh -c "exit 4" >&-'],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 4, proc.stderr
+    assert "Traceback" not in proc.stderr
