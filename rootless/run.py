@@ -126,7 +126,11 @@ def parse_volume(spec: str) -> MountSpec:
         raise UsageError(f"invalid mode {unknown[0]!r} in volume specification {spec!r}")
     source = os.path.abspath(source)
     if not os.path.exists(source):
-        os.makedirs(source)  # as Docker does for a missing bind source
+        try:
+            os.makedirs(source)  # as Docker does for a missing bind source
+        except OSError as exc:
+            raise ContainerError(f"invalid volume specification {spec!r}: cannot create "
+                                 f"the missing host directory {source}: {exc.strerror}") from None
     return MountSpec(source, target, readonly="ro" in options)
 
 

@@ -299,7 +299,7 @@ def rm(opts: GlobalOptions, args: argparse.Namespace) -> int:
         try:
             containers.remove(containers.get(name), force=args.force)
         except RootlessError as err:
-            print(f"Error response from daemon: {err}", file=sys.stderr)
+            print(f"rootless: {err}", file=sys.stderr)  # one line per container, as docker
             failed = 1
             continue
         print(name)

@@ -378,3 +378,14 @@ def test_run_with_stdout_closed(rl: Rootless, store_root: Path) -> None:
         capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 4, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_bad_bind_source_and_unknown_container_are_one_line_errors(rl: Rootless) -> None:
+    result = rl("run", "--rm", "-v", "/nonexistent-root-owned/x:/x", "busybox", "true",
+                check=False)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "cannot create the missing host directory /nonexistent-root-owned/x" in result.stderr
+    removed = rl("rm", "no-such-container", check=False)
+    assert removed.returncode == 1
+    assert removed.stderr == "rootless: No such container: no-such-container\n"
