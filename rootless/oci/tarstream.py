@@ -4,7 +4,10 @@ Python's ``tarfile`` forgives a stream that stops between members, or in the
 middle of a header, and reports a clean end; an image built from such a
 stream silently loses files. ``TarChecker`` walks the headers itself and
 insists on the end-of-archive marker, so a truncated download or a cut
-``cat rootfs.tar`` is refused before anything is committed.
+``cat rootfs.tar`` is refused before anything is committed. It also refuses
+member names (and hard-link targets) that climb out with ``..``, whichever
+header spells them (ustar name and prefix, GNU long names, pax ``path``), so a
+hostile tarball never enters the store as a layer.
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ class TarChecker:
         self._skip = 0            # data bytes still to pass before the next header
         self._ended = False       # saw the zero block that ends the archive
         self._pax_size: int | None = None
+        self._pax_names: dict[bytes, bytes] = {}  # pax records (path, linkpath) for the next member
         self._pax_pending = bytearray()
         self._pax_left = 0
+        self._captured_kind = 0   # header type whose data is being captured (x, L, K)
+        self._long_names: dict[int, bytes] = {}   # GNU 'L' / 'K' names for the next member
         self._sparse_ext = False  # GNU sparse extension headers follow
         self._offset = 0
 
@@ -45,7 +51,7 @@ class TarChecker:
                     self._pax_pending += view[:grab]
                     self._pax_left -= grab
                     if not self._pax_left:
-                        self._pax_size = _pax_size(bytes(self._pax_pending))
+                        self._captured(bytes(self._pax_pending))
                 self._skip -= take
                 self._offset += take
                 view = view[take:]
@@ -81,13 +87,13 @@ class TarChecker:
                              f"{self._offset - BLOCK}")
         kind = block[156]
         size = _number(block[124:136], self.what)
-        if kind in (ord("x"), ord("g")):
+        if kind in (ord("x"), ord("g"), ord("L"), ord("K")):
             self._pax_pending.clear()
             self._pax_left = size
-        elif kind in (ord("L"), ord("K")):
-            pass  # GNU long name for the next header; its data is skipped below
+            self._captured_kind = kind
         else:
             self.members += 1
+            self._check_names(block, kind)
             if self._pax_size is not None:
                 size = self._pax_size
             self._pax_size = None
@@ -96,6 +102,34 @@ class TarChecker:
         if kind in _NO_DATA_TYPES:
             size = 0  # links, devices, dirs, fifos: any size field is not data
         self._skip = -(-size // BLOCK) * BLOCK
+
+
+    def _captured(self, data: bytes) -> None:
+        """The data of an extended header, complete: what it says of the next member."""
+        if self._captured_kind == ord("x"):
+            records = _pax_records(data)
+            size = records.get(b"size", b"")
+            self._pax_size = int(size) if size.isdigit() else None
+            self._pax_names = records
+        elif self._captured_kind in (ord("L"), ord("K")):
+            self._long_names[self._captured_kind] = data.split(b"\0", 1)[0]
+
+    def _check_names(self, block: bytes, kind: int) -> None:
+        name = self._long_names.pop(ord("L"), None) or self._pax_names.get(b"path")
+        if name is None:
+            name = block[0:100].split(b"\0", 1)[0]
+            prefix = block[345:500].split(b"\0", 1)[0] if block[257:262] == b"ustar" else b""
+            if prefix:
+                name = prefix + b"/" + name
+        link = self._long_names.pop(ord("K"), None) or self._pax_names.get(b"linkpath") \
+            or block[157:257].split(b"\0", 1)[0]
+        self._pax_names = {}
+        if b".." in name.split(b"/"):
+            raise LayerError(f"{self.what}: refusing entry {name.decode(errors='replace')!r}: "
+                             "'..' in path")
+        if kind == ord("1") and b".." in link.split(b"/"):
+            raise LayerError(f"{self.what}: refusing hard link {name.decode(errors='replace')!r}"
+                             f" to {link.decode(errors='replace')!r}: '..' in path")
 
 
 def _checksum_ok(block: bytes) -> bool:
@@ -122,10 +156,10 @@ def _number(field: bytes, what: str) -> int:
         raise LayerError(f"{what} is corrupt: bad size field {field!r}") from None
 
 
-def _pax_size(records: bytes) -> int | None:
-    """The ``size`` a pax extended header sets for the next member, if any."""
+def _pax_records(records: bytes) -> dict[bytes, bytes]:
+    """The key=value records of a pax extended header (``size``, ``path``, ...)."""
+    found: dict[bytes, bytes] = {}
     pos = 0
-    size: int | None = None
     while pos < len(records):
         space = records.find(b" ", pos)
         if space < 0:
@@ -137,10 +171,6 @@ def _pax_size(records: bytes) -> int | None:
         if length <= 0:
             break
         key, _, value = records[space + 1:pos + length - 1].partition(b"=")
-        if key == b"size":
-            try:
-                size = int(value)
-            except ValueError:
-                pass
+        found[key] = value
         pos += length
-    return size
+    return found

@@ -179,6 +179,7 @@ def test_image_prune_dangling_and_all(rootless: Rootless, store_root: Path,
     ("not-a-tar", "not a tar archive"),
     ("truncated-gzip", "corrupt or truncated"),
     ("missing", "cannot open"),
+    ("hostile", "refusing entry '../../etc/cron.d/x'"),
 ])
 def test_import_bad_input(rootless: Rootless, store_root: Path, busybox_tar: Path,
                           tmp_path: Path, case: str, says: str) -> None:
@@ -192,6 +193,17 @@ def test_import_bad_input(rootless: Rootless, store_root: Path, busybox_tar: Pat
     elif case == "truncated-gzip":
         packed = gzip.compress(data)
         bad.write_bytes(packed[:len(packed) // 2])
+    elif case == "hostile":  # a rootfs with one member that climbs out of the layer
+        import io
+        import tarfile
+        buf = io.BytesIO()
+        with tarfile.open(busybox_tar) as src, tarfile.open(fileobj=buf, mode="w") as tar:
+            for member in src:
+                tar.addfile(member, src.extractfile(member) if member.isfile() else None)
+            info = tarfile.TarInfo("../../etc/cron.d/x")
+            info.size = 5
+            tar.addfile(info, io.BytesIO(b"pwned"))
+        bad.write_bytes(buf.getvalue())
     res = rootless("import", bad, "broken", check=False)
     assert res.returncode != 0
     assert says in _one_line_error(res.stderr)

@@ -79,3 +79,30 @@ def test_corrupt_header_after_first_member() -> None:
     data[512 + 10] ^= 0xFF  # second header (f0 has no data): its checksum no longer matches
     with pytest.raises(LayerError, match="corrupt"):
         _check(bytes(data), 4096)
+
+
+def _one(name: str, fmt: int, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = kind, linkname
+        tar.addfile(info, io.BytesIO(b""))
+    return buf.getvalue()
+
+
+LONG = "d/" + "n" * 120  # beyond ustar's 100-byte name: GNU long name or pax path
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+@pytest.mark.parametrize("name", ["../escape", "a/../../escape", f"{LONG}/../../../x"])
+def test_member_climbing_out_is_refused(fmt: int, name: str) -> None:
+    with pytest.raises(LayerError, match=r"refusing entry .*'\.\.' in path"):
+        _check(_one(name, fmt), 512)
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+def test_hard_link_out_is_refused_but_relative_symlinks_are_fine(fmt: int) -> None:
+    with pytest.raises(LayerError, match="refusing hard link"):
+        _check(_one("a", fmt, tarfile.LNKTYPE, f"{LONG}/../../../etc/passwd"), 4096)
+    _check(_one("bin/sh", fmt, tarfile.SYMTYPE, "../usr/bin/busybox"), 4096)
+    _check(_one("a..b/..c", fmt), 4096)
