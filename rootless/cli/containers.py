@@ -133,6 +133,9 @@ def run(opts: GlobalOptions, args: argparse.Namespace) -> int:
     from rootless.run import RunRequest, containers_of, process_spec, spec_to_json
     from rootless.store import Store
 
+    if args.tty and args.interactive and not args.detach and not os.isatty(0):
+        raise ContainerError("the input device is not a TTY",
+                             hint="drop -t, or run from a terminal")
     store = Store.open(opts.root)
     try:
         image = store.resolve(args.image)

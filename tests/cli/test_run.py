@@ -389,3 +389,10 @@ def test_bad_bind_source_and_unknown_container_are_one_line_errors(rl: Rootless)
     removed = rl("rm", "no-such-container", check=False)
     assert removed.returncode == 1
     assert removed.stderr == "rootless: No such container: no-such-container\n"
+
+
+def test_interactive_tty_needs_a_terminal(rl: Rootless) -> None:
+    result = rl("run", "--rm", "-it", "busybox", "true", input="", check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("rootless: the input device is not a TTY\n")
+    assert rl("run", "--rm", "-i", "busybox", "cat", input="piped\n").stdout == "piped\n"
