@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -187,6 +188,20 @@ class _LayerRef:
     diff_id: str
 
 
+def _presents_owners_needed(lowers: list[Path]) -> bool:
+    """Inside the sandbox: whether ``auto`` must use the fuse driver so that files show
+    the owners the image records. Only the full ID mapping can show them at all (with
+    one mapped ID every owner reads as root), and only fuse presents recorded owners.
+    """
+    with open("/proc/self/uid_map") as uid_map:
+        full = sum(int(line.split()[2]) for line in uid_map if line.strip()) > 1
+    if not full:
+        return False
+    from rootless.cowfs.layers import has_foreign_owners
+
+    return has_foreign_owners(lowers)
+
+
 def rootfs_setup(root: Path, container: Container, driver: str,
                  remove_after: bool, image: StoredImage | None = None) -> RootfsSetup:
     """The sandbox's RootfsSetup: the image's layers + the container's upper, mounted.
@@ -209,24 +224,30 @@ def rootfs_setup(root: Path, container: Container, driver: str,
                                          in zip(image.layers, image.diff_ids, strict=True)])
 
     def setup() -> Rootfs:
-        if remove_after and driver in ("auto", "overlay"):
+        chosen = driver
+        if driver == "auto" and _presents_owners_needed(lowers):
+            chosen = "fuse"  # overlayfs would show every file as root's
+        if remove_after and chosen in ("auto", "overlay"):
             transient = _mount_volatile_overlay(lowers, container)
             if transient is not None:
                 return transient
         from rootless.cowfs.driver import mount_rootfs
 
-        if driver == "auto":
+        mount = partial(mount_rootfs, lowers, container.upper, container.work, container.rootfs)
+        if chosen == "fuse" and driver == "auto":
+            try:
+                handle = mount("fuse")
+            except Exception:  # no /dev/fuse here: owners are lost, the container runs
+                handle = mount("auto")
+        elif chosen == "auto":
             # Trying overlayfs here, where it is needed, is cheaper than auto's probe
             # (a namespace and a test mount of its own); on failure the probe decides.
             try:
-                handle = mount_rootfs(lowers, container.upper, container.work,
-                                      container.rootfs, "overlay")
+                handle = mount("overlay")
             except Exception:
-                handle = mount_rootfs(lowers, container.upper, container.work,
-                                      container.rootfs, "auto")
+                handle = mount("auto")
         else:
-            handle = mount_rootfs(lowers, container.upper, container.work, container.rootfs,
-                                  driver)
+            handle = mount(chosen)
 
         def release() -> None:
             handle.unmount()

@@ -16,7 +16,7 @@ import os
 import posixpath
 import stat
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from rootless.build.context import BuildContext
 from rootless.build.copy import CopyOptions, CopySource, add_url, copy_sources, resolve_in_root
 from rootless.build.plan import BaseImage, BuildPlan, StagePlan, Step, make_plan
 from rootless.build.progress import Progress, Vertex
+from rootless.cowfs.layers import has_foreign_owners
 from rootless.dockerfile import ir
 from rootless.errors import (
     BuildStepError,
@@ -88,12 +89,16 @@ class Builder:
             self._driver = select_driver(self.req.storage_driver, self.store.root).name
         return self._driver
 
-    def driver_for_user(self, user: str) -> str:
-        """The driver for a RUN as ``user``. Kernel overlayfs shows the unpacked layers'
-        owners as they are on disk (all ours), not the owners the layers record, so a
-        non-root USER could not write to its own files: with ``auto`` such steps use
-        the FUSE driver, which presents the recorded owners."""
-        if self.req.storage_driver != "auto" or user.split(":")[0] in ("", "0", "root"):
+    def driver_for_user(self, user: str, lowers: Sequence[Path] = ()) -> str:
+        """The driver for a RUN as ``user`` over LOWERS. Kernel overlayfs shows the
+        unpacked layers' owners as they are on disk (all ours), not the owners the
+        layers record, so a non-root USER could not write to its own files, and with
+        the full ID mapping even root's RUN would see wrong owners: with ``auto`` such
+        steps use the FUSE driver, which presents the recorded owners."""
+        if self.req.storage_driver != "auto":
+            return self.driver
+        as_root = user.split(":")[0] in ("", "0", "root")
+        if as_root and not (self.mapping.mode == "full" and has_foreign_owners(lowers)):
             return self.driver
         if self.driver == "overlay":
             from rootless.cowfs.driver import unavailable

@@ -156,7 +156,7 @@ class RunSetup:
         self.stubs.extend(SANDBOX_STUBS)
         self.stubs = [s for s in self.stubs if not exists_in_lowers(self.lowers, s)]
         lowers, upper, work, target = self.lowers, self.upper, self.work, self.target
-        driver = self.builder.driver_for_user(conf.get("User") or "")
+        driver = self.builder.driver_for_user(conf.get("User") or "", self.lowers)
 
         views = [(self.builder.stage_lowers(index), root) for index, root in self.stage_views]
 

@@ -67,3 +67,64 @@ def unpack_layer(store: _Store, digest: str, diff_id: str) -> Path:
 def ensure_unpacked(store: _Store, layers: Sequence[_Layer]) -> list[Path]:
     """The unpacked directory of each layer (objects with .digest and .diff_id), in order."""
     return [unpack_layer(store, layer.digest, layer.diff_id) for layer in layers]
+
+
+# Cached on each unpacked layer's root: "1" when some entry records an owner other than
+# root or a device node, which only the fuse driver can present (overlayfs and vfs show
+# what is on disk: every file the user's, so root in the namespace).
+_FOREIGN_OWNERS_XATTR = "user.rootless.scan.foreign-owners"
+
+
+def has_foreign_owners(lowers: Sequence[Path]) -> bool:
+    """Whether any of these unpacked layers records owners the kernel cannot present.
+
+    With the full ID mapping, such images need the fuse driver for files to show
+    their owners (``nobody`` writing its own directory, as under Docker). A layer
+    is scanned once; the answer is kept on its root directory.
+    """
+    return any(_layer_has_foreign_owners(layer) for layer in lowers)
+
+
+def _layer_has_foreign_owners(layer: Path) -> bool:
+    try:
+        return os.getxattr(layer, _FOREIGN_OWNERS_XATTR) == b"1"
+    except OSError:
+        pass
+    found = _scan_for_foreign_owners(layer)
+    with contextlib.suppress(OSError):  # no user xattrs here: scan again next time
+        os.setxattr(layer, _FOREIGN_OWNERS_XATTR, b"1" if found else b"0")
+    return found
+
+
+def _scan_for_foreign_owners(layer: Path) -> bool:
+    from rootless.oci.layer import (
+        DEVICES_XATTR,
+        LINK_OWNER_PREFIX,
+        OVERRIDE_XATTR,
+        Override,
+    )
+
+    def foreign(path: str) -> bool:
+        try:
+            names = os.listxattr(path, follow_symlinks=False)
+        except OSError:
+            return False
+        for name in names:
+            if name == DEVICES_XATTR:
+                return True
+            if name == OVERRIDE_XATTR or name.startswith(LINK_OWNER_PREFIX):
+                raw = os.getxattr(path, name, follow_symlinks=False)
+                if name == OVERRIDE_XATTR:
+                    record = Override.decode(raw)
+                    if record is not None and (record.uid, record.gid) != (0, 0):
+                        return True
+                elif raw.split(b":")[:2] != [b"0", b"0"]:
+                    return True
+        return False
+
+    # Directories are checked as they are walked (os.walk does not follow symlinks;
+    # a symlink's owner is recorded on its directory, checked above it).
+    for top, _dirs, files in os.walk(layer):
+        if foreign(top) or any(foreign(os.path.join(top, name)) for name in files):
+            return True
+    return False

@@ -38,3 +38,21 @@ def test_prune_removes_layers_with_sub_id_owners(tmp_path: Path, busybox_tar: Pa
     rl("system", "prune", "-a", "-f", env=env)
     leftovers = [p for p in (root / "layers").rglob("*")] if (root / "layers").exists() else []
     assert leftovers == [] or all(p.is_dir() and not any(p.iterdir()) for p in leftovers)
+
+
+def test_root_run_sees_recorded_owners_with_auto_driver(tmp_path: Path,
+                                                        busybox_tar: Path) -> None:
+    # A later step must see what an earlier one chowned (as under Docker), also when
+    # it runs as root: auto then uses a driver that presents recorded owners.
+    env = {**full_mapping(), "ROOTLESS_STORAGE_DRIVER": "auto"}
+    rl = runner(tmp_path / "store")
+    rl("import", busybox_tar, "busybox")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\n"
+        "RUN mkdir /n && chown 65534:65534 /n\n"
+        "RUN stat -c %u:%g /n > /owner && su nobody -s /bin/sh -c 'touch /n/x'\n"
+        'CMD ["cat", "/owner"]\n')
+    rl("build", "--progress", "plain", "-t", "sees-owners", ctx, env=env)
+    assert rl("run", "--rm", "sees-owners", env=env).stdout == "65534:65534\n"

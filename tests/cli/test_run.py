@@ -396,3 +396,32 @@ def test_interactive_tty_needs_a_terminal(rl: Rootless) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("rootless: the input device is not a TTY\n")
     assert rl("run", "--rm", "-i", "busybox", "cat", input="piped\n").stdout == "piped\n"
+
+
+def _tar_with_owned_dir(busybox_tar: Path, dest: Path) -> Path:
+    """The busybox rootfs plus /n owned by nobody (65534:65534), mode 0755."""
+    import tarfile
+
+    with tarfile.open(busybox_tar) as src, tarfile.open(dest, "w") as out:
+        for member in src:
+            out.addfile(member, src.extractfile(member) if member.isfile() else None)
+        owned = tarfile.TarInfo("n")
+        owned.type, owned.mode, owned.uid, owned.gid = tarfile.DIRTYPE, 0o755, 65534, 65534
+        out.addfile(owned)
+    return dest
+
+
+def test_auto_driver_presents_recorded_owners_in_full_mode(store_root: Path, busybox_tar: Path,
+                                                           tmp_path: Path) -> None:
+    # Kernel overlayfs would show /n as root's; auto must pick a driver that shows the
+    # owner the image records, so that nobody can write its own directory, as in Docker.
+    if not isinstance(IdMapping.full_or_reason(), IdMapping):
+        pytest.skip("full ID mapping unavailable here")
+    rl = runner(store_root)
+    rl("import", _tar_with_owned_dir(busybox_tar, tmp_path / "owned.tar"), "owned")
+    env = {"ROOTLESS_ID_MAPPING": "full", "ROOTLESS_STORAGE_DRIVER": "auto"}
+    for rm in (["--rm"], []):
+        out = rl("run", *rm, "owned", "sh", "-c",
+                 "stat -c %u:%g /n; su nobody -s /bin/sh -c 'touch /n/x' && echo written",
+                 env=env).stdout
+        assert out == "65534:65534\nwritten\n"
