@@ -115,11 +115,7 @@ def exec_in(init_pid: int, spec: ProcessSpec) -> int:
     previous = {s: signal.signal(s, lambda signum, _f: process.signal(signum))
                 for s in FORWARDED_SIGNALS[:3]}
     try:
-        if process.pty_master is not None:
-            from rootless.sandbox.tty import relay
-
-            relay(process, spec.stdin, spec.stdout if spec.stdout is not None else 1)
-        return process.wait()
+        return process.relay_and_wait(spec)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -75,6 +75,14 @@ class SandboxProcess:
             self._status = exit_code(status)
         return self._status
 
+    def relay_and_wait(self, spec: ProcessSpec) -> int:
+        """Relay the terminal (with ``-t``) until the command ends; its exit status."""
+        if self.pty_master is not None:
+            from rootless.sandbox.tty import relay
+
+            relay(self, spec.stdin, spec.stdout if spec.stdout is not None else 1)
+        return self.wait()
+
 
 class Sandbox:
     """Runs processes in a container whose root filesystem is ROOTFS.
@@ -198,11 +206,7 @@ class Sandbox:
                 process.signal(signum)
             if on_start is not None:
                 on_start(process)
-            if process.pty_master is not None:
-                from rootless.sandbox.tty import relay
-
-                relay(process, spec.stdin, spec.stdout if spec.stdout is not None else 1)
-            return process.wait()
+            return process.relay_and_wait(spec)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
