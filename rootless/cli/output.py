@@ -149,6 +149,12 @@ def print_formatted(template: str, items: Sequence[Mapping[str, Any]],
         return
     table = template.startswith("table")
     body = template[len("table"):].strip() if table else template
+    # Docker's list contexts are structs: a field they lack is an error, not "<no value>".
+    for name in re.findall(r"{{-?\s*(?:json\s+)?\.(\w+)", body):
+        if items and name not in items[0]:
+            known = ", ".join(sorted(items[0]))
+            raise UsageError(f"invalid --format: can't evaluate field {name}",
+                             hint=f"fields: {known}")
     try:
         lines = [render_template(body or "{{json .}}", item) for item in items]
     except ValueError as exc:

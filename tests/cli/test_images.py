@@ -96,6 +96,9 @@ def test_images_formats(rootless: Rootless, busybox_tar: Path) -> None:
     assert rootless("images", "--no-trunc", "-q").stdout == image_id + "\n"
     assert "DIGEST" in rootless("images", "--digests").stdout.splitlines()[0]
     assert rootless("images", "nothing*").stdout.count("\n") == 1  # headers only
+    unknown = rootless("images", "--format", "{{.Nope}}", check=False)
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr.startswith("rootless: invalid --format: can't evaluate field Nope\n")
 
 
 def _commit_with_history(store_root: Path, busybox_tar: Path) -> str:
