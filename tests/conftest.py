@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Rootless, make_busybox_rootfs_tar, runner
+from tests.helpers import Rootless, make_busybox_rootfs_tar, make_debian_tar, runner
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,3 +42,9 @@ def rootless_at() -> Callable[[Path], Rootless]:
 def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A busybox root filesystem tarball (uncompressed), made offline."""
     return make_busybox_rootfs_tar(tmp_path_factory.mktemp("busybox") / "busybox.tar")
+
+
+@pytest.fixture(scope="session")
+def debian_tar() -> Path:
+    """A minimal Debian root filesystem tarball (mmdebstrap, cached per user)."""
+    return make_debian_tar()

@@ -149,3 +149,45 @@ def make_elf(machine: int = EM_X86_64, interpreter: str | None = None) -> bytes:
     offset = 64 + 56
     segment = struct.pack("<IIQQQQQQ", 3, 4, offset, offset, offset, len(name), len(name), 1)
     return header + segment + name
+
+
+def build_deb(dest: Path, name: str, script: str) -> Path:
+    """A tiny real .deb made with dpkg-deb, installing /usr/bin/NAME."""
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb is not installed")
+    root = dest / f"{name}-pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: rootless tests "
+        "<tests@example.invalid>\nDescription: test package built by the rootless tests\n")
+    tool = root / "usr" / "bin" / name
+    tool.write_text(script)
+    tool.chmod(0o755)
+    out = dest / f"{name}.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(out)],
+                   check=True, capture_output=True)
+    return out
+
+
+def make_debian_tar() -> Path:
+    """A minimal Debian (bookworm, variant ``apt``) made by mmdebstrap as this user.
+
+    mmdebstrap reads the host's apt sources; the tarball is kept in the test user's
+    cache, so only the first run downloads. Skips the test, saying why, if it can't.
+    """
+    if shutil.which("mmdebstrap") is None:
+        pytest.skip("mmdebstrap is not installed")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rootless-test"
+    cache.mkdir(parents=True, exist_ok=True)
+    tar = cache / "mmdebstrap-bookworm-apt.tar"
+    if not tar.exists():
+        partial = cache / f"mmdebstrap-apt.{os.getpid()}.tar"
+        proc = subprocess.run(["mmdebstrap", "--mode=unshare", "--variant=apt", "--format=tar",
+                               "bookworm", str(partial)], capture_output=True, text=True,
+                              timeout=900)
+        if proc.returncode != 0:
+            partial.unlink(missing_ok=True)
+            pytest.skip(f"mmdebstrap could not make a Debian rootfs: {proc.stderr[-300:]}")
+        partial.rename(tar)
+    return tar

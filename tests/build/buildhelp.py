@@ -7,12 +7,9 @@ import io
 import json
 import re
 import shutil
-import subprocess
 import tarfile
 import uuid
 from pathlib import Path
-
-import pytest
 
 from tests.helpers import Rootless
 
@@ -122,22 +119,3 @@ def cached_steps(progress: str) -> list[str]:
         elif rest == "CACHED":
             cached.append(titles.get(number, number))
     return cached
-
-
-def build_deb(dest: Path, name: str, script: str) -> Path:
-    """A tiny real .deb made with dpkg-deb, installing /usr/bin/NAME."""
-    if shutil.which("dpkg-deb") is None:
-        pytest.skip("dpkg-deb is not installed")
-    root = dest / f"{name}-pkg"
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "usr" / "bin").mkdir(parents=True)
-    (root / "DEBIAN" / "control").write_text(
-        f"Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: rootless tests "
-        "<tests@example.invalid>\nDescription: test package built by the rootless tests\n")
-    tool = root / "usr" / "bin" / name
-    tool.write_text(script)
-    tool.chmod(0o755)
-    out = dest / f"{name}.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(out)],
-                   check=True, capture_output=True)
-    return out

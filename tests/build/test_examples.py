@@ -316,41 +316,13 @@ def test_missing_base_image_names_it(rl: Rootless, ctx: Path) -> None:
     assert "localhost:1/not/here:v1" in res.stderr
 
 
-
-@pytest.fixture(scope="session")
-def debian_tar() -> Path:
-    """A minimal Debian (bookworm, essential packages) made by mmdebstrap as this user.
-
-    mmdebstrap reads the host's apt sources; the tarball is kept in the test
-    user's cache, so only the first run downloads (about 25 s here).
-    """
-    import shutil
-    import subprocess
-
-    if shutil.which("mmdebstrap") is None:
-        pytest.skip("mmdebstrap is not installed")
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rootless-test"
-    cache.mkdir(parents=True, exist_ok=True)
-    tar = cache / "mmdebstrap-bookworm-essential.tar"
-    if not tar.exists():
-        partial = cache / f"mmdebstrap.{os.getpid()}.tar"
-        proc = subprocess.run(
-            ["mmdebstrap", "--mode=unshare", "--variant=essential", "--format=tar",
-             "bookworm", str(partial)], capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            partial.unlink(missing_ok=True)
-            pytest.skip(f"mmdebstrap could not make a Debian rootfs: {proc.stderr[-300:]}")
-        partial.rename(tar)
-    return tar
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("mapping", ["single", "full"])
 def test_dpkg_install_in_debian(tmp_path: Path, debian_tar: Path, mapping: str) -> None:
     import shutil
 
     from rootless.sandbox.userns import IdMapping
-    from tests.build.buildhelp import build_deb
+    from tests.helpers import build_deb
 
     if mapping == "full" and not isinstance(IdMapping.full_or_reason(), IdMapping):
         pytest.skip("the full ID mapping is not available to this user")

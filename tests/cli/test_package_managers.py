@@ -1,63 +1,35 @@
 """Package managers inside `rootless run`, in both ID-mapping modes (issue 7).
 
 The Debian root filesystem is made by mmdebstrap (variant ``apt``) once and
-kept in the test user's cache, like tests/build's essential Debian. The
+kept in the test user's cache (tests/helpers.py, shared with tests/build). The
 packages come from a local .deb: no network inside the tests.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from rootless.sandbox import IdMapping
-from tests.helpers import Rootless, runner
+from tests.helpers import Rootless, build_deb, runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def debian_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("mmdebstrap") is None:
-        pytest.skip("mmdebstrap is not installed")
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rootless-test"
-    cache.mkdir(parents=True, exist_ok=True)
-    tar = cache / "mmdebstrap-bookworm-apt.tar"
-    if not tar.exists():
-        partial = cache / f"mmdebstrap-apt.{os.getpid()}.tar"
-        proc = subprocess.run(["mmdebstrap", "--mode=unshare", "--variant=apt", "--format=tar",
-                               "bookworm", str(partial)], capture_output=True, text=True,
-                              timeout=900)
-        if proc.returncode != 0:
-            partial.unlink(missing_ok=True)
-            pytest.skip(f"mmdebstrap could not make a Debian rootfs: {proc.stderr[-300:]}")
-        partial.rename(tar)
+def debian_store(tmp_path_factory: pytest.TempPathFactory, debian_tar: Path) -> Path:
     root = tmp_path_factory.mktemp("debian") / "store"
-    runner(root)("import", tar, "debian:apt")
+    runner(root)("import", debian_tar, "debian:apt")
     return root
 
 
 @pytest.fixture(scope="module")
 def local_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("dpkg-deb") is None:
-        pytest.skip("dpkg-deb is not installed")
+    """A directory holding rlhello.deb, which installs /usr/bin/rlhello."""
     base = tmp_path_factory.mktemp("deb")
-    pkg = base / "pkg"
-    (pkg / "DEBIAN").mkdir(parents=True)
-    (pkg / "usr/bin").mkdir(parents=True)
-    (pkg / "DEBIAN/control").write_text("Package: rlhello\nVersion: 1.0\nArchitecture: all\n"
-                                        "Maintainer: t <t@example.com>\nDescription: test\n")
-    (pkg / "usr/bin/rlhello").write_text("#!/bin/sh\necho rlhello\n")
-    (pkg / "usr/bin/rlhello").chmod(0o755)
-    out = base / "debs"
-    out.mkdir()
-    subprocess.run(["dpkg-deb", "-b", "--root-owner-group", str(pkg), str(out / "rlhello.deb")],
-                   check=True, capture_output=True)
-    return out
+    build_deb(base, "rlhello", "#!/bin/sh\necho rlhello\n")
+    return base
 
 
 @pytest.mark.parametrize("mode", ["full", "single"])
