@@ -30,8 +30,7 @@ class TarChecker:
         self._buf = bytearray()
         self._skip = 0            # data bytes still to pass before the next header
         self._ended = False       # saw the zero block that ends the archive
-        self._pax_size: int | None = None
-        self._pax_names: dict[bytes, bytes] = {}  # pax records (path, linkpath) for the next member
+        self._pax: dict[bytes, bytes] = {}  # pax records (size, path, ...) for the next member
         self._pax_pending = bytearray()
         self._pax_left = 0
         self._captured_kind = 0   # header type whose data is being captured (x, L, K)
@@ -94,36 +93,32 @@ class TarChecker:
         else:
             self.members += 1
             self._check_names(block, kind)
-            if self._pax_size is not None:
-                size = self._pax_size
-            self._pax_size = None
+            pax_size = self._pax.get(b"size", b"")
+            if pax_size.isdigit():
+                size = int(pax_size)
+            self._pax = {}
             if kind == ord("S") and block[482] != 0:
                 self._sparse_ext = True
         if kind in _NO_DATA_TYPES:
             size = 0  # links, devices, dirs, fifos: any size field is not data
         self._skip = -(-size // BLOCK) * BLOCK
 
-
     def _captured(self, data: bytes) -> None:
         """The data of an extended header, complete: what it says of the next member."""
         if self._captured_kind == ord("x"):
-            records = _pax_records(data)
-            size = records.get(b"size", b"")
-            self._pax_size = int(size) if size.isdigit() else None
-            self._pax_names = records
+            self._pax = _pax_records(data)
         elif self._captured_kind in (ord("L"), ord("K")):
             self._long_names[self._captured_kind] = data.split(b"\0", 1)[0]
 
     def _check_names(self, block: bytes, kind: int) -> None:
-        name = self._long_names.pop(ord("L"), None) or self._pax_names.get(b"path")
+        name = self._long_names.pop(ord("L"), None) or self._pax.get(b"path")
         if name is None:
             name = block[0:100].split(b"\0", 1)[0]
             prefix = block[345:500].split(b"\0", 1)[0] if block[257:262] == b"ustar" else b""
             if prefix:
                 name = prefix + b"/" + name
-        link = self._long_names.pop(ord("K"), None) or self._pax_names.get(b"linkpath") \
+        link = self._long_names.pop(ord("K"), None) or self._pax.get(b"linkpath") \
             or block[157:257].split(b"\0", 1)[0]
-        self._pax_names = {}
         if b".." in name.split(b"/"):
             raise LayerError(f"{self.what}: refusing entry {name.decode(errors='replace')!r}: "
                              "'..' in path")
