@@ -12,16 +12,19 @@ needs to look at what changed.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rootless.cowfs.copyup import CopyUp, copy_file_sparse
+from rootless.cowfs.copyup import os_error as _err
+from rootless.cowfs.copyup import remove_real as _remove_real
 from rootless.oci.layer import (
-    OPAQUE_XATTR,
     PRIVATE_XATTR_PREFIXES,
     Override,
     Presented,
@@ -41,10 +44,6 @@ from rootless.oci.layer import (
 
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
-
-
-def _err(code: int, path: str = "") -> OSError:
-    return OSError(code, os.strerror(code), path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +69,16 @@ class Union:
         self.layers = ([self.upper] if self.upper else []) + self.lowers
         self._dirs: dict[str, tuple[str, ...]] = {}
         self._lower_shown: dict[str, Presented] = {}
-        self._upper_dirs: set[str] = set()  # upper directories known to exist
         self.lock = threading.Lock()
         self.created: set[str] = set()
         self.modified: set[str] = set()
         self.deleted: set[str] = set()
         self.privileged = os.geteuid() == 0
+        self.copier = CopyUp(self)
+        # Called with (path, upper path) for each other name of a hard-linked lower file
+        # that a copy-up brought along: a FUSE server may hold open handles on its lower
+        # file and the kernel may cache its attributes, both to be refreshed.
+        self.on_linked_copy_up: Callable[[str, str], None] | None = None
 
     # -- reading ------------------------------------------------------------------------
 
@@ -108,7 +111,7 @@ class Union:
 
     def invalidate(self) -> None:
         self._dirs.clear()
-        self._upper_dirs.clear()
+        self.copier.upper_dirs.clear()
 
     def lookup(self, path: str) -> Entry | None:
         if path == "/":
@@ -223,7 +226,7 @@ class Union:
         with self.lock:
             return sorted(self.created), sorted(self.modified), sorted(self.deleted)
 
-    # -- copy-up ------------------------------------------------------------------------
+    # -- copy-up (the work is done by ``copyup.CopyUp``) ----------------------------------
 
     def _need_upper(self) -> str:
         if self.upper is None:
@@ -232,65 +235,26 @@ class Union:
 
     def upper_parent(self, path: str) -> str:
         """The upper's copy of PATH's parent directory, made (with its ancestors) if missing."""
-        parent, _ = _split(path)
-        return self.copy_up_dir(parent)
+        return self.copier.directory(_split(path)[0])
 
     def copy_up_dir(self, path: str) -> str:
-        upper = self._need_upper()
-        target = upper if path == "/" else upper + path
-        if target in self._upper_dirs:
-            return target
-        try:
-            if stat.S_ISDIR(os.lstat(target).st_mode):
-                self._upper_dirs.add(target)
-                return target
-        except FileNotFoundError:
-            pass
-        self.copy_up_dir(_split(path)[0])
-        entry = self.get(path)
-        if not stat.S_ISDIR(entry.st.st_mode):
-            raise _err(errno.ENOTDIR, path)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(target)  # a stale whiteout
-        os.mkdir(target, 0o700)
-        _copy_meta(entry.real, target, entry.st, self.privileged, skip_opaque=True)
-        self.invalidate()
-        return target
+        return self.copier.directory(path)
 
     def copy_up(self, path: str) -> Entry:
-        """PATH's entry in the upper, copying it up from a lower if needed."""
+        """PATH's entry in the upper, copying it up from a lower if needed (with the other
+        names of a lower hard link, so that they stay one file)."""
         entry = self.get(path)
         if entry.in_upper:
             return entry
         if stat.S_ISDIR(entry.st.st_mode):
-            real = self.copy_up_dir(path)
-            return Entry(real, os.lstat(real), True)
-        parent = self.upper_parent(path)
-        target = os.path.join(parent, _split(path)[1])
-        _copy_node(entry.real, target, entry.st)
-        _copy_meta(entry.real, target, entry.st, self.privileged)
-        self.note("modified", path)
-        return Entry(target, os.lstat(target), True)
+            real = self.copier.directory(path)
+        else:
+            real = self.copier.file(path, entry.real, entry.st)
+        return Entry(real, os.lstat(real), True)
 
     def copy_up_tree(self, path: str) -> str:
         """Copy the whole merged directory PATH into the upper, made opaque (for rename)."""
-        real = self.copy_up(path).real
-        for name, kind in self.readdir(path):
-            child = path.rstrip("/") + "/" + name
-            if kind == stat.S_IFDIR:
-                self.copy_up_tree(child)
-            else:
-                self.copy_up(child)
-        make_opaque(real)
-        # Now complete on its own, the directory needs no whiteouts (and kernel
-        # overlayfs would show them where this layer alone provides the directory).
-        with os.scandir(real) as entries:
-            for entry in entries:
-                if not entry.is_dir(follow_symlinks=False) and is_whiteout(
-                        entry.stat(follow_symlinks=False)):
-                    os.unlink(entry.path)
-        self.invalidate()
-        return real
+        return self.copier.tree(path)
 
     def place(self, path: str) -> tuple[str, bool]:
         """The upper path where a new entry PATH goes; True if it replaces a whiteout."""
@@ -501,7 +465,7 @@ class Union:
         """Times as (seconds, nanoseconds); nanoseconds UTIME_NOW / UTIME_OMIT as utimensat."""
         entry = self.copy_up(path)
         st = os.lstat(entry.real)
-        now = _now_ns()
+        now = time.time_ns()
 
         def pick(value: tuple[int, int], current: int) -> int:
             if value[1] == UTIME_OMIT:
@@ -536,82 +500,6 @@ class Union:
         if name.startswith(PRIVATE_XATTR_PREFIXES):
             raise _err(errno.ENODATA, path)
         return os.getxattr(self.get(path).real, name, follow_symlinks=False)
-
-
-def _now_ns() -> int:
-    import time
-    return time.time_ns()
-
-
-def _remove_real(real: str) -> None:
-    st = os.lstat(real)
-    if stat.S_ISDIR(st.st_mode):
-        from rootless.fsutil import force_rmtree
-        force_rmtree(Path(real))
-    else:
-        os.unlink(real)
-
-
-def _copy_node(source: str, target: str, st: os.stat_result) -> None:
-    fmt = stat.S_IFMT(st.st_mode)
-    if fmt == stat.S_IFREG:
-        copy_file_sparse(source, target)
-    elif fmt == stat.S_IFLNK:
-        os.symlink(os.readlink(source), target)
-    elif fmt in (stat.S_IFIFO, stat.S_IFSOCK):
-        os.mknod(target, fmt | 0o600)
-    else:
-        raise _err(errno.EPERM, source)
-
-
-def copy_file_sparse(source: str, target: str) -> None:
-    """Copy a regular file keeping its holes (SEEK_DATA/SEEK_HOLE + copy_file_range)."""
-    src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            size = os.fstat(src).st_size
-            pos = 0
-            while pos < size:
-                try:
-                    data = os.lseek(src, pos, os.SEEK_DATA)
-                except OSError as exc:
-                    if exc.errno == errno.ENXIO:
-                        break  # only a hole remains
-                    raise
-                hole = os.lseek(src, data, os.SEEK_HOLE)
-                offset = data
-                while offset < hole:
-                    done = os.copy_file_range(src, dst, hole - offset, offset, offset)
-                    if done == 0:
-                        break
-                    offset += done
-                pos = hole
-            os.ftruncate(dst, size)
-        finally:
-            os.close(dst)
-    finally:
-        os.close(src)
-
-
-def _copy_meta(source: str, target: str, st: os.stat_result, privileged: bool,
-               skip_opaque: bool = False) -> None:
-    fmt = stat.S_IFMT(st.st_mode)
-    if privileged:
-        with contextlib.suppress(OSError):
-            os.lchown(target, st.st_uid, st.st_gid)
-    if fmt != stat.S_IFLNK:
-        os.chmod(target, stat.S_IMODE(st.st_mode))
-        with contextlib.suppress(OSError):
-            for name in os.listxattr(source, follow_symlinks=False):
-                if skip_opaque and name == OPAQUE_XATTR:
-                    continue
-                if name.startswith(("user.overlay.", "trusted.overlay.")):
-                    continue
-                with contextlib.suppress(OSError):
-                    os.setxattr(target, name, os.getxattr(source, name, follow_symlinks=False),
-                                follow_symlinks=False)
-    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 __all__ = ["Entry", "Union", "copy_file_sparse", "is_opaque"]

@@ -14,8 +14,11 @@ import os
 import stat
 from pathlib import Path
 
+from rootless.cowfs.copyup import copy_meta as _copy_meta
+from rootless.cowfs.copyup import copy_node as _copy_node
+from rootless.cowfs.copyup import remove_real as _remove_real
 from rootless.cowfs.driver import Changes, MountHandle, clear_directory
-from rootless.cowfs.union import Union, _copy_meta, _copy_node, _remove_real
+from rootless.cowfs.union import Union
 from rootless.oci.layer import (
     PRIVATE_XATTR_PREFIXES,
     Override,
@@ -33,17 +36,32 @@ def _view(lowers: list[Path], upper: Path) -> Union:
     return Union([upper, *reversed(lowers)], None)
 
 
-def _copy_in(view: Union, path: str, target: str) -> None:
+def _copy_in(view: Union, path: str, target: str,
+             links: dict[tuple[int, int], str] | None = None) -> None:
+    links = {} if links is None else links  # names of one inode stay one inode
     for name, kind in view.readdir(path):
         child = path.rstrip("/") + "/" + name
         entry = view.get(child)
         dest = os.path.join(target, name)
         if kind == stat.S_IFDIR:
             os.mkdir(dest, 0o700)
-            _copy_in(view, child, dest)
+            _copy_in(view, child, dest, links)
+        elif _link_to_copy(links, entry.st, dest):
+            continue
         else:
             _copy_node(entry.real, dest, entry.st)
         _copy_meta(entry.real, dest, entry.st, view.privileged, skip_opaque=True)
+
+
+def _link_to_copy(links: dict[tuple[int, int], str], st: os.stat_result, dest: str) -> bool:
+    """Link DEST to the copy already made of ST's inode (True), or remember DEST as it."""
+    if st.st_nlink < 2 or not stat.S_ISREG(st.st_mode):
+        return False
+    first = links.setdefault((st.st_dev, st.st_ino), dest)
+    if first == dest:
+        return False
+    os.link(first, dest)
+    return True
 
 
 def _same(a: str, a_st: os.stat_result, b: str, b_st: os.stat_result) -> bool:
@@ -94,6 +112,7 @@ class VfsHandle(MountHandle):
         super().__init__(target, upper)
         self.lowers = lowers
         self._changes: Changes | None = None
+        self._linked: dict[tuple[int, int], str] = {}  # target inode -> its upper copy
 
     def unmount(self) -> None:
         if not self.mounted:
@@ -103,6 +122,7 @@ class VfsHandle(MountHandle):
         deleted: set[str] = set()
         view = _view(self.lowers, self.upper)
         below = Union(list(reversed(self.lowers)), None)
+        self._linked.clear()
         self._compare(view, below, "/", str(self.target), created, modified, deleted)
         clear_directory(self.target)
         self.mounted = False
@@ -145,7 +165,7 @@ class VfsHandle(MountHandle):
                 for dirpath, dirs, files in os.walk(upper_path):
                     for inner in dirs + files:
                         _record_owner(os.path.join(dirpath, inner))
-            else:
+            elif not _link_to_copy(self._linked, st, upper_path):
                 _copy_node(now[name], upper_path, st)
                 _copy_meta(now[name], upper_path, st, view.privileged)
             _record_owner(upper_path)
