@@ -11,14 +11,15 @@ The one API shared by ``rootless run`` and a build's RUN steps::
     status = Sandbox(rootfs, mapping=IdMapping.detect()).run(spec)
 
 ``rootfs`` is a directory used in place, or a ``RootfsSetup``: a callable run
-inside the new user + mount + PID namespaces (as mapped root) returning a
-``Rootfs(path, release)``, e.g. a cowfs mount over read-only lowers with a
-fresh upper.  ``run`` returns the command's exit status (128+N if signal N
-killed it); it raises ``ExecError`` (``.exit_code`` 126 or 127, with an ELF
-diagnosis where one applies) when the command cannot be executed, and
-``SandboxError`` when the container cannot be set up.  ``Sandbox.start``
-returns a ``SandboxProcess`` (``.init_pid``, ``.signal()``, ``.wait()``) for
-callers that do not block (``run -d``).
+inside the new user + mount namespaces (as mapped root, before the container's
+PID namespace exists, so a FUSE server it forks is none of the container's
+processes) returning a ``Rootfs(path, release)``, e.g. a cowfs mount over
+read-only lowers with a fresh upper.  ``run`` returns the command's exit
+status (128+N if signal N killed it); it raises ``ExecError`` (``.exit_code``
+126 or 127, with an ELF diagnosis where one applies) when the command cannot
+be executed, and ``SandboxError`` when the container cannot be set up.
+``Sandbox.start`` returns a ``SandboxProcess`` (``.init_pid``, ``.signal()``,
+``.wait()``) for callers that do not block (``run -d``).
 
 Inside: user, mount, PID, UTS, IPC namespaces (network: host's, or a private
 one with loopback up), ``pivot_root`` into the rootfs, fresh /proc, a tmpfs

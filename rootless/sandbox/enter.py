@@ -42,7 +42,7 @@ def command_pid(init_pid: int) -> int:
             os.readlink(f"/proc/{pid}/ns/mnt")
             return pid
         except OSError:
-            continue  # not ours to inspect: e.g. a FUSE server init started
+            continue  # not ours to inspect
     raise ContainerError("the container's main process is gone")
 
 

@@ -1,11 +1,10 @@
 """The two processes inside the container: PID 1 (init) and the command.
 
-init (PID 1) mounts the root filesystem (the caller's setup, e.g. a cowfs
-mount, whose daemon must keep seeing host paths), then forks the command,
-forwards SIGINT/SIGTERM/SIGHUP to it, reaps every zombie, and exits with the
-command's status.  The command's process unshares one more mount namespace,
-builds the container's mount tree there, pivots into it, takes the
-configured user and directory, and execs.
+init (PID 1) finds the root filesystem already mounted (by the keeper, see
+``runner``), forks the command, forwards SIGINT/SIGTERM/SIGHUP to it, reaps
+every zombie, and exits with the command's status.  The command's process
+unshares one more mount namespace, builds the container's mount tree there,
+pivots into it, takes the configured user and directory, and execs.
 
 Failures before exec are written to the status pipe as one line
 ``err CODE\\tMESSAGE\\tHINT`` (CODE: 125 setup, 126 cannot execute, 127 not
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, NoReturn
 from rootless.errors import RootlessError
 from rootless.sandbox import libc
 from rootless.sandbox.mounts import enter_rootfs, loopback_up, resolve_in_root
-from rootless.sandbox.spec import DEFAULT_PATH, MountSpec, ProcessSpec, Rootfs, RootfsSetup
+from rootless.sandbox.spec import DEFAULT_PATH, MountSpec, ProcessSpec
 from rootless.sandbox.users import resolve_user
 
 # socket, termios and the seccomp module serve only -t, --debug and single-ID
@@ -60,20 +59,28 @@ def report(status_fd: int, code: int, message: str, hint: str = "") -> None:
         pass
 
 
-def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
+def report_failure(status_fd: int, exc: BaseException) -> None:
+    """Report why the container could not be set up, as a status line."""
+    if isinstance(exc, RootlessError):
+        report(status_fd, 125, exc.message, exc.hint or "")
+    elif isinstance(exc, OSError):
+        report(status_fd, 125, f"preparing the container: {exc}")
+    else:
+        report(status_fd, 125, f"preparing the container: {exc!r}")
+
+
+def init_main(spec: ProcessSpec, root: str, full_mapping: bool,
               fake_ownership: bool, stdio: Stdio, status_fd: int,
               count_faked: bool = False) -> NoReturn:
-    """PID 1 of the container; never returns."""
+    """PID 1 of the container, with ROOT (a host path) already mounted; never returns."""
     code = 125
     try:
         libc.set_pdeathsig(signal.SIGKILL)
-        # init keeps the host's view of the file system (a FUSE daemon it starts
-        # needs host paths); not dumpable, its /proc/1/root and /proc/1/cwd are
+        # init keeps the host's view of the file system (it explains failed execs
+        # from host paths); not dumpable, its /proc/1/root and /proc/1/cwd are
         # closed to the container's processes (the check needs CAP_SYS_PTRACE
         # in the user namespace of init's memory: the host's).
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
-        libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
-        root = Rootfs(rootfs) if isinstance(rootfs, str) else rootfs()
         if spec.network == "none":
             loopback_up()
         if spec.hostname:
@@ -89,7 +96,7 @@ def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
         pid = os.fork()
         if pid == 0:
             os.close(exec_r)
-            command_main(spec, root.path, full_mapping, fake_ownership, stdio, exec_w,
+            command_main(spec, root, full_mapping, fake_ownership, stdio, exec_w,
                          counting[1].fileno() if counting else None)
         install_forwarding(pid)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
@@ -98,21 +105,12 @@ def init_main(spec: ProcessSpec, rootfs: str | RootfsSetup, full_mapping: bool,
         for fd in set(stdio.fds()):
             if fd > 2:
                 os.close(fd)
-        relay_command_status(exec_r, status_fd, root.path, spec)
+        relay_command_status(exec_r, status_fd, root, spec)
         code = supervise(pid)
         if counter is not None:
             print(f"rootless: seccomp: {counter.summary()}", file=sys.stderr)
-        if root.release is not None:
-            try:
-                root.release()
-            except Exception as exc:  # the command's status matters more
-                print(f"rootless: releasing the root filesystem: {exc}", file=sys.stderr)
-    except RootlessError as exc:
-        report(status_fd, 125, exc.message, exc.hint or "")
-    except OSError as exc:
-        report(status_fd, 125, f"preparing the container: {exc}")
     except BaseException as exc:
-        report(status_fd, 125, f"preparing the container: {exc!r}")
+        report_failure(status_fd, exc)
     finally:
         os._exit(code)
 

@@ -3,26 +3,41 @@
 Process tree (host view)::
 
     caller (rootless run / build)          forwards signals, relays the TTY
-      └─ keeper: new user, mount, PID, UTS, IPC (+net) namespaces; mapped root
-           └─ init: PID 1 — mounts the rootfs, reaps, forwards signals
-                └─ command: own mount namespace, pivot_root, user, exec
+      └─ keeper: new user, mount, UTS, IPC (+net) namespaces; mapped root;
+         │       mounts the rootfs, then unshares the PID namespace
+         ├─ FUSE server (fuse driver): the keeper's child, in the host's PID namespace
+         └─ init: PID 1 — reaps, forwards signals
+              └─ command: own mount namespace, pivot_root, user, exec
 
-Each process dies with its parent (PDEATHSIG), and killing PID 1 empties the
-PID namespace, so a SIGKILLed caller leaves neither processes nor mounts.
+The keeper mounts the root filesystem before the new PID namespace takes
+effect, so a server that mount forks is none of the container's processes:
+its ``ps`` does not list it and its ``kill -9 -1`` cannot take the file system
+away.  The keeper shares its mount namespace with init, so the mount is the
+container's; it unmounts it once init has exited (every container process
+is gone by then).  Each process dies with its parent (PDEATHSIG), and killing
+PID 1 empties the PID namespace, so a SIGKILLed caller leaves neither
+processes nor mounts.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
 from rootless.errors import SandboxError
 from rootless.sandbox import libc
-from rootless.sandbox.process import FORWARDED_SIGNALS, Stdio, exit_code, init_main
-from rootless.sandbox.spec import ProcessSpec, RootfsSetup
+from rootless.sandbox.process import (
+    FORWARDED_SIGNALS,
+    Stdio,
+    exit_code,
+    init_main,
+    report_failure,
+)
+from rootless.sandbox.spec import ProcessSpec, Rootfs, RootfsSetup
 from rootless.sandbox.userns import IdMapping, flush_std_streams, fork_into_userns
 
 
@@ -84,6 +99,12 @@ class SandboxProcess:
         return self.wait()
 
 
+def mount_root(rootfs: str | RootfsSetup) -> Rootfs:
+    """The container's root filesystem, mounted in this (new) mount namespace."""
+    libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
+    return Rootfs(rootfs) if isinstance(rootfs, str) else rootfs()
+
+
 class Sandbox:
     """Runs processes in a container whose root filesystem is ROOTFS.
 
@@ -125,8 +146,9 @@ class Sandbox:
             stdio = Stdio(0, 1, 2, console_child.fileno(),
                           window_size(spec.stdin if spec.stdin is not None else 0))
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        flags = (libc.CLONE_NEWNS | libc.CLONE_NEWPID | libc.CLONE_NEWUTS
-                 | libc.CLONE_NEWIPC | (libc.CLONE_NEWNET if spec.network == "none" else 0))
+        # No CLONE_NEWPID yet: the keeper unshares it after mounting the rootfs.
+        flags = (libc.CLONE_NEWNS | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC
+                 | (libc.CLONE_NEWNET if spec.network == "none" else 0))
         flush_std_streams()
         try:
             keeper = fork_into_userns(self.mapping, flags)
@@ -169,10 +191,19 @@ class Sandbox:
     def _keeper_main(self, spec: ProcessSpec, stdio: Stdio,
                      status_w: int) -> None:
         code = 125
+        root: Rootfs | None = None
         try:
-            init = os.fork()
+            try:
+                root = mount_root(self.rootfs)
+                # From here on our children are in the container's PID namespace
+                # (the first is its PID 1); what the mount forked stays outside.
+                libc.unshare(libc.CLONE_NEWPID)
+                init = os.fork()
+            except BaseException as exc:
+                report_failure(status_w, exc)
+                return  # exits with 125 below
             if init == 0:
-                init_main(spec, self.rootfs, self.mapping.mode == "full",
+                init_main(spec, root.path, self.mapping.mode == "full",
                           self.fake_ownership, stdio, status_w, self.count_faked)
             os.write(status_w, f"pid {init}\n".encode())
             os.close(status_w)
@@ -181,6 +212,12 @@ class Sandbox:
             _, status = os.waitpid(init, 0)
             code = exit_code(status)
         finally:
+            if root is not None and root.release is not None:
+                try:
+                    root.release()
+                except BaseException as exc:  # the command's status matters more
+                    print(f"rootless: releasing the root filesystem: {exc}", file=sys.stderr)
+            flush_std_streams()
             os._exit(code)
 
     def run(self, spec: ProcessSpec,

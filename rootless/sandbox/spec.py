@@ -62,15 +62,16 @@ class ProcessSpec:
 class Rootfs:
     """A root filesystem ready inside the sandbox's mount namespace.
 
-    ``release`` runs (inside the namespace) after the command exited, before
-    the namespace disappears: e.g. unmount a FUSE filesystem so its daemon
-    flushes the upper directory.
+    ``release`` runs (inside the namespace) after the container's last process
+    exited, before the namespace disappears: e.g. unmount a FUSE filesystem so
+    its daemon flushes the upper directory.
     """
 
     path: str
     release: Callable[[], None] | None = None
 
 
-# Called inside the new user + mount namespace (as mapped root, in the new PID
-# namespace) to mount the container's root filesystem.
+# Called inside the new user + mount namespace (as mapped root, still in the
+# host's PID namespace: what it forks, e.g. a FUSE server, is not visible to the
+# container) to mount the container's root filesystem.
 RootfsSetup = Callable[[], Rootfs]
