@@ -3,7 +3,7 @@
 Three drivers share one on-disk format (see ``rootless.oci.layer``):
 
 ``overlay``  kernel overlayfs, mounted with ``-o userxattr`` in a user namespace;
-``fuse``     our union filesystem on fuse-python, served by a forked child;
+``fuse``     our union filesystem, served over /dev/fuse by a forked child;
 ``vfs``      plain copies: the union is copied into the target and compared on unmount.
 
 Usage, from inside the sandbox's user + mount namespace (mapped root)::

@@ -66,7 +66,7 @@ def mount_rootfs(lowers: list[Path], upper: Path, work: Path, target: Path,
     """
     name = select_driver(driver, upper.parent).name if driver == "auto" else driver
     if name in ("overlay", "fuse") and os.geteuid() != 0:
-        # Outside a user namespace libfuse would fall back to the setuid fusermount.
+        # Outside a user namespace mounting would need the setuid fusermount.
         raise CowfsError(f"the {name} driver mounts only inside rootless's user namespace",
                          hint="this is a bug in rootless: mount_rootfs was called outside "
                               "the sandbox")
@@ -149,10 +149,6 @@ def _fuse_unavailable() -> str | None:
     except OSError as exc:
         return f"/dev/fuse cannot be opened: {exc.strerror}"
     os.close(fd)
-    try:
-        import fuse  # noqa: F401
-    except ImportError:
-        return "the fuse-python module is not installed"
     return None
 
 
@@ -183,7 +179,7 @@ def select_driver(requested: str = "auto", where: Path | None = None) -> DriverC
 
 def _what(name: str) -> str:
     return {"overlay": "kernel overlayfs in a user namespace",
-            "fuse": "FUSE union filesystem (fuse-python)",
+            "fuse": "FUSE union filesystem (in Python, over /dev/fuse)",
             "vfs": "plain copies"}[name]
 
 

@@ -1,27 +1,21 @@
-"""The ``fuse`` driver: ``Union`` served through fuse-python by a forked child.
+"""The ``fuse`` driver: ``Union`` served over the kernel's FUSE protocol by a forked child.
 
-The only module that imports ``fuse``. Inside the sandbox's user + mount
-namespace the caller is root, so libfuse mounts with mount(2) itself (no
-setuid ``fusermount``). The server is a child process that dies with its
-owner (PR_SET_PDEATHSIG); if it dies first, the kernel aborts the connection
-and every access fails with ENOTCONN instead of hanging.
+The owner (root of the sandbox's user namespace) opens /dev/fuse and mounts
+it with mount(2) itself: no libfuse, no setuid ``fusermount``. A forked child
+serves the connection (``fuse_kernel.Session``) and dies with its owner
+(PR_SET_PDEATHSIG); when it is gone the kernel aborts the connection and
+every access fails with ENOTCONN instead of hanging.
 
-Speed levers (measured, see ``scripts/bench-cowfs``): one thread, big_writes,
-the kernel page cache kept for files served from read-only lowers, file types
-returned by readdir, cached per-directory layer resolution, long
-entry/negative timeouts, packed attributes of lower files kept, and reads
-answered with the file descriptor (a ``read_buf`` that libfuse serves itself,
-spliced into /dev/fuse): no Python bytes per 128 KiB request.
+Nodes are paths: the kernel's node IDs map to union paths, renames move
+them, unlink orphans them (an open, unlinked file is still served through its
+handle). Speed levers, measured with ``scripts/bench-cowfs``: READDIRPLUS
+(a stat walk needs no LOOKUP per file), 1 MiB requests, long entry, attribute
+and negative timeouts (only this server changes the tree), the page cache
+kept for files of the read-only lowers, their packed attributes computed
+once, and reads and writes through one preallocated buffer.
 
-fuse-python 1.0.9 passes utimens seconds as a C int (dates after 2038 wrap)
-and never sets libfuse's ``utime_omit_ok``, so ``touch -m`` and ``cp -p``
-would be dropped. ``_LibfusePatch`` replaces utimens and getattr inside
-libfuse with ctypes callbacks that see the real ``struct timespec`` values
-(and adds read_buf).
-
-For developers: ``ROOTLESS_FUSE_DEBUG=1`` runs the server with libfuse's ``-d``
-(every request on stderr); ``ROOTLESS_FUSE_PROFILE=FILE`` writes a cProfile of
-the server to FILE when it unmounts.
+``ROOTLESS_FUSE_DEBUG=1`` prints every request on the server's stderr;
+``ROOTLESS_FUSE_PROFILE=FILE`` writes a cProfile of the server to FILE.
 """
 
 from __future__ import annotations
@@ -31,77 +25,48 @@ import ctypes
 import errno
 import json
 import os
-import platform
 import select
 import signal
 import stat
-import struct
 import sys
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import fuse
-
+from rootless.cowfs import fuse_kernel as k
 from rootless.cowfs.driver import Changes, MountHandle
-from rootless.cowfs.union import Union
+from rootless.cowfs.union import UTIME_NOW, UTIME_OMIT, Entry, Union
 from rootless.errors import CowfsError
 from rootless.oci.layer import presented
 
-fuse.fuse_python_api = (0, 2)
-
-MOUNT_OPTIONS = ",".join([
-    "fsname=rootless", "subtype=cowfs", "default_permissions", "allow_other", "use_ino",
-    "big_writes", "max_write=131072", "max_read=131072", "entry_timeout=60",
-    "negative_timeout=60", "attr_timeout=60", "nodev", "splice_write",
-])
+TIMEOUT = 60                 # seconds the kernel may trust names and attributes
 _READY_TIMEOUT = 20.0
 CHANGES_XATTR = "user.rootless.changes"
 CHANGES_FILE = "changes.json"
+_NEGATIVE = k.ENTRY_HEAD.pack(0, 0, TIMEOUT, 0, 0, 0) + bytes(k.ATTR.size)
+_NO_ENTRY = k.ENTRY_HEAD.pack(0, 0, 0, 0, 0, 0) + bytes(k.ATTR.size)
+_DIRENTPLUS_FIXED = k.ENTRY_HEAD.size + k.ATTR.size + k.DIRENT.size
+_LISTINGS_KEPT = 1024
 
 
-class _Handle:
-    """An open file: fuse-python hands it back to read/write/release."""
-
-    def __init__(self, fd: int, path: str, real: str, lower: bool) -> None:
-        self.fd = fd
-        self.path = path
-        self.real = real
-        self.lower = lower
-        self.keep_cache = lower   # lowers never change: keep their pages cached
-        self.direct_io = False
+@dataclass(slots=True)
+class _File:
+    fd: int
+    node: int
+    real: str
+    lower: bool          # served from a read-only lower (its pages may stay cached)
+    privileges_killed: bool = False
 
 
-class _Dirent:
-    """What fuse-python reads from a directory entry (its attributes by name), made
-    about 7x faster than ``fuse.Direntry``: a directory walk makes one per entry."""
+@dataclass(slots=True)
+class _Listing:
+    """A directory's entries as one READDIR sequence saw them: offsets index into it."""
 
-    __slots__ = ("ino", "name", "offset", "type")
-
-    def __init__(self, name: str, kind: int, ino: int) -> None:
-        self.name = name
-        self.type = kind
-        self.ino = ino
-        self.offset = 0
-
-
-def _stat(st: os.stat_result, fmt: int, uid: int, gid: int, mode: int, rdev: int) -> fuse.Stat:
-    result = fuse.Stat()
-    result.st_mode = fmt | mode
-    result.st_ino = st.st_ino
-    result.st_dev = 0
-    result.st_nlink = st.st_nlink
-    result.st_uid = uid
-    result.st_gid = gid
-    result.st_size = 0 if fmt in (stat.S_IFCHR, stat.S_IFBLK) else st.st_size
-    result.st_rdev = rdev
-    result.st_blocks = st.st_blocks
-    result.st_blksize = st.st_blksize
-    result.st_atime = st.st_atime_ns // 1_000_000_000
-    result.st_mtime = st.st_mtime_ns // 1_000_000_000
-    result.st_ctime = st.st_ctime_ns // 1_000_000_000
-    return result
+    node: int
+    entries: list[tuple[bytes, int, int]]   # name, S_IFMT type, inode number
+    version: int            # the server's change count when listed
+    only_layer: str = ""    # the one real directory behind it, if only one
+    in_upper: bool = False  # whether that directory is the upper's
 
 
 def _id_map(path: str) -> list[tuple[int, int]]:
@@ -114,423 +79,610 @@ def _id_map(path: str) -> list[tuple[int, int]]:
     return ranges
 
 
-def _mapped(value: int, ranges: list[tuple[int, int]]) -> bool:
-    return any(first <= value < first + count for first, count in ranges)
+def _encode_dev(rdev: int) -> int:
+    major, minor = os.major(rdev), os.minor(rdev)
+    return (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)
 
 
-class CowFuse(fuse.Fuse):
-    """fuse-python operations mapped onto a Union."""
+def _decode_dev(value: int) -> int:
+    return os.makedev((value & 0xFFF00) >> 8, (value & 0xFF) | ((value >> 12) & 0xFFF00))
 
-    def __init__(self, union: Union, ready_fd: int, changes_file: Path, *args: Any,
-                 **kw: Any) -> None:
-        super().__init__(*args, **kw)
+
+class CowFs(k.Session):
+    """The union's operations, by FUSE opcode."""
+
+    def __init__(self, device: int, union: Union, ready_fd: int, changes_file: Path) -> None:
+        super().__init__(device)
         self.union = union
-        self.changes_file = changes_file
         self.ready_fd = ready_fd
-        self.multithreaded = False
-        self.lower_handles: dict[str, list[_Handle]] = {}
+        self.changes_file = changes_file
+        self.paths: dict[int, str | None] = {1: "/"}   # node -> path (None: unlinked)
+        self.nodes: dict[str, int] = {"/": 1}
+        self.lookups: dict[int, int] = {1: 1}
+        self.next_node = 2
+        self.files: dict[int, _File] = {}
+        # Directory listings by ID; a READDIR offset is (listing ID << 32 | index), so a
+        # reader keeps its own snapshot without a directory handle (the kernel is told
+        # to send no OPENDIR/RELEASEDIR: half the requests of a directory walk).
+        self.listings: dict[int, _Listing] = {}
+        self.latest_listing: dict[int, int] = {}
+        self.next_listing = 1
+        self.next_handle = 1
+        self.lower_files: dict[int, list[_File]] = {}  # node -> read-only lower handles
+        self.read_buffer = memoryview(bytearray(k.MAX_WRITE))
         self.uid_map = _id_map("/proc/self/uid_map")
         self.gid_map = _id_map("/proc/self/gid_map")
-        self.patch: _LibfusePatch | None = None
-        self._uids: dict[int, int] = {}
-        self._gids: dict[int, int] = {}
+        self._shown_ids: dict[tuple[int, int], int] = {}
         self._lower_attrs: dict[str, bytes] = {}
-        # Open handles by address (what fuse-python stores in fuse_file_info.fh), for
-        # the libfuse patch's read_buf.
-        self.handles: dict[int, _Handle] = {}
+        self.own_ids = (os.geteuid(), os.getegid())
+        union.on_linked_copy_up = self._linked_copied_up
+        # Bumped by every request that changes the tree: a directory listed at the same
+        # count still names exactly the files it listed.
+        self.version = 0
+        self.handlers.update({
+            k.LOOKUP: self.lookup, k.FORGET: self.forget, k.BATCH_FORGET: self.batch_forget,
+            k.GETATTR: self.getattr, k.SETATTR: self.setattr, k.READLINK: self.readlink,
+            k.SYMLINK: self.symlink, k.MKNOD: self.mknod, k.MKDIR: self.mkdir,
+            k.UNLINK: self.unlink, k.RMDIR: self.rmdir, k.RENAME: self.rename,
+            k.RENAME2: self.rename2, k.LINK: self.link, k.OPEN: self.open, k.READ: self.read,
+            k.WRITE: self.write, k.STATFS: self.statfs, k.RELEASE: self.release,
+            k.FSYNC: self.fsync, k.FLUSH: self.flush, k.SETXATTR: self.setxattr,
+            k.GETXATTR: self.getxattr, k.LISTXATTR: self.listxattr,
+            k.REMOVEXATTR: self.removexattr, k.OPENDIR: self.opendir,
+            k.READDIR: self.readdir, k.READDIRPLUS: self.readdirplus,
+            k.RELEASEDIR: self.releasedir, k.FSYNCDIR: self.flush, k.CREATE: self.create,
+            k.FALLOCATE: self.fallocate, k.LSEEK: self.lseek,
+        })
 
-    # -- life cycle --------------------------------------------------------------------
-
-    def fsinit(self) -> None:
-        try:
-            self.patch = _LibfusePatch(self)
-        except Exception as exc:  # a libfuse we do not know: keep fuse-python's versions
-            print(f"rootless cowfs: timestamp fix not applied: {exc}", file=sys.stderr)
+    def initialised(self) -> None:
         os.write(self.ready_fd, b"R")
         os.close(self.ready_fd)
 
-    # -- metadata ----------------------------------------------------------------------
+    # -- nodes ----------------------------------------------------------------------------
 
-    def getattr(self, path: str) -> fuse.Stat:
-        entry = self.union.get(path)
-        shown = self.union.shown(entry)
-        return _stat(entry.st, shown.fmt, self._shown_uid(shown.uid), self._shown_gid(shown.gid),
-                     shown.mode, shown.rdev)
+    def _path(self, node: int) -> str:
+        path = self.paths.get(node)
+        if path is None:
+            raise OSError(errno.ENOENT, "stale node")
+        return path
 
-    def _shown_uid(self, uid: int) -> int:
+    def _child(self, node: int, name: str) -> str:
+        parent = self._path(node)
+        return f"/{name}" if parent == "/" else f"{parent}/{name}"
+
+    def _remember(self, path: str) -> int:
+        node = self.nodes.get(path)
+        if node is None:
+            node = self.nodes[path] = self.next_node
+            self.next_node += 1
+            self.paths[node] = path
+            self.lookups[node] = 1
+        else:
+            self.lookups[node] += 1
+        return node
+
+    def _forget(self, node: int, count: int) -> None:
+        left = self.lookups.get(node, 0) - count
+        if left > 0 or node == 1:
+            self.lookups[node] = max(left, 1)
+            return
+        self.lookups.pop(node, None)
+        path = self.paths.pop(node, None)
+        if path is not None and self.nodes.get(path) == node:
+            del self.nodes[path]
+
+    def _orphan(self, path: str) -> None:
+        node = self.nodes.pop(path, None)
+        if node is not None:
+            self.paths[node] = None
+
+    def _moved(self, old: str, new: str) -> None:
+        self._orphan(new)
+        prefix = old + "/"
+        for path in [p for p in self.nodes if p == old or p.startswith(prefix)]:
+            node = self.nodes.pop(path)
+            moved = new + path[len(old):]
+            self._orphan(moved)
+            self.nodes[moved] = node
+            self.paths[node] = moved
+
+    # -- attributes -----------------------------------------------------------------------
+
+    def _shown_id(self, value: int, ranges: list[tuple[int, int]], kind: int) -> int:
         # An owner this namespace does not map would reach the kernel as "nobody", whom
         # even root may not override: show root instead (the record keeps the real one).
-        shown = self._uids.get(uid)
+        shown = self._shown_ids.get((kind, value))
         if shown is None:
-            shown = self._uids[uid] = uid if _mapped(uid, self.uid_map) else 0
+            mapped = any(first <= value < first + count for first, count in ranges)
+            shown = self._shown_ids[(kind, value)] = value if mapped else 0
         return shown
 
-    def _shown_gid(self, gid: int) -> int:
-        shown = self._gids.get(gid)
-        if shown is None:
-            shown = self._gids[gid] = gid if _mapped(gid, self.gid_map) else 0
-        return shown
-
-    def stat_bytes(self, path: str) -> bytes:
-        """PATH's ``struct stat`` (x86_64), with nanosecond times, for the libfuse patch.
-
-        The hot path of every LOOKUP and GETATTR: a file of a read-only lower never
-        changes, so its packed answer is kept by real path.
-        """
-        entry = self.union.get(path)
-        lower = not entry.in_upper
+    def _attr(self, real: str, st: os.stat_result, lower: bool) -> bytes:
+        """The packed ``struct fuse_attr`` of REAL; those of lower files never change."""
         if lower:
-            packed = self._lower_attrs.get(entry.real)
+            packed = self._lower_attrs.get(real)
             if packed is not None:
                 return packed
-        shown = presented(entry.real, entry.st)
-        st = entry.st
+        shown = presented(real, st)
         fmt = shown.fmt
-        size = 0 if fmt == stat.S_IFCHR or fmt == stat.S_IFBLK else st.st_size
+        device = fmt == stat.S_IFCHR or fmt == stat.S_IFBLK
         a_sec, a_ns = divmod(st.st_atime_ns, 1_000_000_000)
         m_sec, m_ns = divmod(st.st_mtime_ns, 1_000_000_000)
         c_sec, c_ns = divmod(st.st_ctime_ns, 1_000_000_000)
-        packed = _STAT.pack(0, st.st_ino, st.st_nlink, fmt | shown.mode,
-                            self._shown_uid(shown.uid), self._shown_gid(shown.gid), 0,
-                            shown.rdev, size, st.st_blksize, st.st_blocks,
-                            a_sec, a_ns, m_sec, m_ns, c_sec, c_ns)
+        packed = k.ATTR.pack(
+            st.st_ino, 0 if device else st.st_size, st.st_blocks, a_sec, m_sec, c_sec,
+            a_ns, m_ns, c_ns, fmt | shown.mode, st.st_nlink,
+            self._shown_id(shown.uid, self.uid_map, 0), self._shown_id(shown.gid, self.gid_map, 1),
+            _encode_dev(shown.rdev) if device else 0, st.st_blksize, 0)
         if lower:
-            self._lower_attrs[entry.real] = packed
+            self._lower_attrs[real] = packed
         return packed
 
-    def fgetattr(self, path: str, fh: _Handle) -> fuse.Stat:
-        return self.getattr(path)
+    def _entry_attr(self, entry: Entry) -> bytes:
+        return self._attr(entry.real, entry.st, not entry.in_upper)
 
-    def readlink(self, path: str) -> str:
-        return os.readlink(self.union.get(path).real)
+    def _entry(self, path: str) -> bytes:
+        """The reply to a LOOKUP (or a create) of PATH, counting the lookup."""
+        entry = self.union.lookup(path)
+        if entry is None:
+            return _NEGATIVE
+        node = self._remember(path)
+        return k.ENTRY_HEAD.pack(node, 0, TIMEOUT, TIMEOUT, 0, 0) + self._entry_attr(entry)
 
-    def readdir(self, path: str, offset: int) -> Iterator[_Dirent]:
-        # glibc skips entries whose inode is 0, so every entry carries one.
-        yield _Dirent(".", stat.S_IFDIR, 1)
-        yield _Dirent("..", stat.S_IFDIR, 1)
-        for name, kind, ino in self.union.readdir_ino(path):
-            yield _Dirent(name, kind, ino)
+    def _attr_out(self, attr: bytes) -> bytes:
+        return k.ATTR_OUT_HEAD.pack(TIMEOUT, 0, 0) + attr
 
-    def statfs(self) -> fuse.StatVfs:
-        st = os.statvfs(self.union.upper or self.union.layers[0])
-        return fuse.StatVfs(f_bsize=st.f_bsize, f_frsize=st.f_frsize, f_blocks=st.f_blocks,
-                            f_bfree=st.f_bfree, f_bavail=st.f_bavail, f_files=st.f_files,
-                            f_ffree=st.f_ffree, f_favail=st.f_favail, f_namemax=st.f_namemax)
+    def _node_attr(self, node: int, fh: int | None = None) -> bytes:
+        path = self.paths.get(node)
+        handle = self.files.get(fh) if fh is not None else None
+        if handle is None and path is None:
+            handle = next((f for f in self.files.values() if f.node == node), None)
+        if handle is not None and (path is None or not handle.lower):
+            st = os.fstat(handle.fd)
+            return self._attr(f"/proc/self/fd/{handle.fd}", st, False)
+        return self._entry_attr(self.union.get(self._path(node)))
 
     def _owner(self) -> tuple[int, int] | None:
-        context = self.GetContext()
-        uid, gid = context.get("uid", 0), context.get("gid", 0)
-        return None if (uid, gid) == (os.geteuid(), os.getegid()) else (uid, gid)
+        ids = (self.uid, self.gid)
+        return None if ids == self.own_ids else ids
 
-    def mknod(self, path: str, mode: int, dev: int) -> None:
-        self.union.create_node(path, stat.S_IFMT(mode) or stat.S_IFREG, mode, dev, self._owner())
+    # -- lookups and attributes -----------------------------------------------------------
 
-    def mkdir(self, path: str, mode: int) -> None:
+    def lookup(self, node: int, payload: memoryview) -> bytes:
+        return self._entry(self._child(node, k.cstring(payload)))
+
+    def forget(self, node: int, payload: memoryview) -> None:
+        self._forget(node, k.FORGET_IN.unpack_from(payload)[0])
+
+    def batch_forget(self, node: int, payload: memoryview) -> None:
+        count = k.FORGET_IN.unpack_from(payload)[0] & 0xFFFFFFFF
+        for i in range(count):
+            forgotten, times = k.FORGET_ONE.unpack_from(payload, 8 + 16 * i)
+            self._forget(forgotten, times)
+
+    def getattr(self, node: int, payload: memoryview) -> bytes:
+        flags, _, fh = k.GETATTR_IN.unpack_from(payload)
+        return self._attr_out(self._node_attr(node, fh if flags & k.GETATTR_FH else None))
+
+    def setattr(self, node: int, payload: memoryview) -> bytes:
+        self.version += 1
+        (valid, _, fh, size, _, atime, mtime, _, atime_ns, mtime_ns, _, mode, _, uid, gid,
+         _) = k.SETATTR_IN.unpack_from(payload)
+        handle = self.files.get(fh) if valid & k.FATTR_FH else None
+        path = self.paths.get(node)
+        if path is None:  # unlinked but open: only its data can change
+            if handle is None or valid & ~(k.FATTR_SIZE | k.FATTR_FH):
+                raise OSError(errno.ENOENT, "unlinked")
+            os.ftruncate(handle.fd, size)
+            return self._attr_out(self._node_attr(node, fh))
+        union = self.union
+        if valid & (k.FATTR_MODE | k.FATTR_UID | k.FATTR_GID | k.FATTR_SIZE | k.FATTR_ATIME
+                    | k.FATTR_MTIME):
+            self._copied_up(node, path)
+        if valid & k.FATTR_MODE:
+            union.chmod(path, mode)
+        if valid & (k.FATTR_UID | k.FATTR_GID):
+            union.chown(path, uid if valid & k.FATTR_UID else -1,
+                        gid if valid & k.FATTR_GID else -1)
+        if valid & k.FATTR_SIZE:
+            if handle is not None and not handle.lower:
+                os.ftruncate(handle.fd, size)
+                union.note("modified", path)
+            else:
+                union.truncate(path, size)
+            if valid & k.FATTR_KILL_SUIDGID:
+                self._kill_privileges(path)
+        if valid & (k.FATTR_ATIME | k.FATTR_MTIME):
+            union.utimens(path, _time(valid, k.FATTR_ATIME, k.FATTR_ATIME_NOW, atime, atime_ns),
+                          _time(valid, k.FATTR_MTIME, k.FATTR_MTIME_NOW, mtime, mtime_ns))
+        return self._attr_out(self._node_attr(node, fh if handle else None))
+
+    def _kill_privileges(self, path: str) -> None:
+        """What the kernel does on a write or truncate by someone else: drop setuid/setgid."""
+        entry = self.union.get(path)
+        shown = self.union.shown(entry)
+        kill = shown.mode & stat.S_ISUID
+        if shown.mode & stat.S_ISGID and shown.mode & stat.S_IXGRP:
+            kill |= stat.S_ISGID
+        if kill:
+            self.union.chmod(path, shown.mode & ~kill)
+        with contextlib.suppress(OSError):
+            os.removexattr(self.union.get(path).real, "security.capability")
+
+    def readlink(self, node: int, payload: memoryview) -> bytes:
+        return os.readlink(os.fsencode(self.union.get(self._path(node)).real))
+
+    def statfs(self, node: int, payload: memoryview) -> bytes:
+        st = os.statvfs(self.union.upper or self.union.layers[0])
+        return k.KSTATFS.pack(st.f_blocks, st.f_bfree, st.f_bavail, st.f_files, st.f_ffree,
+                              st.f_bsize, st.f_namemax, st.f_frsize, 0)
+
+    # -- creating and removing names ------------------------------------------------------
+
+    def mknod(self, node: int, payload: memoryview) -> bytes:
+        self.version += 1
+        mode, rdev, _, _ = k.MKNOD_IN.unpack_from(payload)
+        path = self._child(node, k.cstring(payload[k.MKNOD_IN.size:]))
+        self.union.create_node(path, stat.S_IFMT(mode) or stat.S_IFREG, mode,
+                               _decode_dev(rdev), self._owner())
+        return self._entry(path)
+
+    def mkdir(self, node: int, payload: memoryview) -> bytes:
+        self.version += 1
+        mode, _ = k.MKDIR_IN.unpack_from(payload)
+        path = self._child(node, k.cstring(payload[k.MKDIR_IN.size:]))
         self.union.create_node(path, stat.S_IFDIR, mode, 0, self._owner())
+        return self._entry(path)
 
-    def symlink(self, target: str, path: str) -> None:
+    def symlink(self, node: int, payload: memoryview) -> bytes:
+        self.version += 1
+        name, target = k.two_cstrings(payload)
+        path = self._child(node, name)
         self.union.symlink(target, path, self._owner())
+        return self._entry(path)
 
-    def link(self, existing: str, path: str) -> None:
-        self._copied_up(existing)
+    def link(self, node: int, payload: memoryview) -> bytes:
+        self.version += 1
+        (existing_node,) = k.LINK_IN.unpack_from(payload)
+        existing = self._path(existing_node)
+        path = self._child(node, k.cstring(payload[k.LINK_IN.size:]))
+        self._copied_up(existing_node, existing)
         self.union.link(existing, path)
+        return self._entry(path)
 
-    def unlink(self, path: str) -> None:
+    def unlink(self, node: int, payload: memoryview) -> bytes:
+        self.version += 1
+        path = self._child(node, k.cstring(payload))
         self.union.unlink(path)
+        self._orphan(path)
+        return b""
 
-    def rmdir(self, path: str) -> None:
+    def rmdir(self, node: int, payload: memoryview) -> bytes:
+        self.version += 1
+        path = self._child(node, k.cstring(payload))
         self.union.rmdir(path)
+        self._orphan(path)
+        return b""
 
-    def rename(self, old: str, new: str) -> None:
-        self.union.rename(old, new)
+    def rename(self, node: int, payload: memoryview) -> bytes:
+        (new_dir,) = k.RENAME_IN.unpack_from(payload)
+        return self._rename(node, new_dir, 0, payload[k.RENAME_IN.size:])
 
-    def chmod(self, path: str, mode: int) -> None:
-        self._copied_up(path)
-        self.union.chmod(path, mode)
+    def rename2(self, node: int, payload: memoryview) -> bytes:
+        new_dir, flags, _ = k.RENAME2_IN.unpack_from(payload)
+        return self._rename(node, new_dir, flags, payload[k.RENAME2_IN.size:])
 
-    def chown(self, path: str, uid: int, gid: int) -> None:
-        self._copied_up(path)
-        self.union.chown(path, uid, gid)
+    def _rename(self, node: int, new_dir: int, flags: int, names: memoryview) -> bytes:
+        self.version += 1
+        if flags & ~k.RENAME_NOREPLACE:
+            raise OSError(errno.EINVAL, "rename flags")
+        old_name, new_name = k.two_cstrings(names)
+        old, new = self._child(node, old_name), self._child(new_dir, new_name)
+        self.union.rename(old, new, noreplace=bool(flags & k.RENAME_NOREPLACE))
+        if old != new:
+            self._moved(old, new)
+        return b""
 
-    def truncate(self, path: str, size: int) -> None:
-        self._copied_up(path)
-        self.union.truncate(path, size)
+    # -- files ----------------------------------------------------------------------------
 
-    def utimens(self, path: str, atime: fuse.Timespec, mtime: fuse.Timespec) -> None:
-        # Only reached when the libfuse patch could not be applied.
-        self._copied_up(path)
-        self.union.utimens(path, (atime.tv_sec, atime.tv_nsec), (mtime.tv_sec, mtime.tv_nsec))
+    def _copied_up(self, node: int, path: str) -> str:
+        """Copy PATH up; read-only handles opened on the lower copy follow it."""
+        real = self.union.copy_up(path).real
+        self._follow(node, real)
+        return real
 
-    def getxattr(self, path: str, name: str, size: int) -> str | int:
-        # fuse-python wants str and encodes it back with surrogateescape: bytes survive.
+    def _follow(self, node: int, real: str) -> None:
+        for handle in self.lower_files.pop(node, []):
+            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+            os.dup2(fd, handle.fd)
+            os.close(fd)
+            handle.real, handle.lower = real, False
+
+    def _linked_copied_up(self, path: str, real: str) -> None:
+        """Another name of a hard-linked file came up with it: its open handles follow,
+        and the kernel forgets its attributes (then, seeing the size change, its pages)."""
+        node = self.nodes.get(path)
+        if node is not None:
+            self._follow(node, real)
+            self.notify_inval_attributes(node)
+
+    def _new_handle(self, handle: _File) -> bytes:
+        fh = self.next_handle
+        self.next_handle += 1
+        self.files[fh] = handle
+        if handle.lower:
+            self.lower_files.setdefault(handle.node, []).append(handle)
+        return k.OPEN_OUT.pack(fh, k.FOPEN_KEEP_CACHE if handle.lower else 0, 0)
+
+    def open(self, node: int, payload: memoryview) -> bytes:
+        flags, open_flags = k.OPEN_IN.unpack_from(payload)
+        path = self._path(node)
+        clean = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_DIRECT) | os.O_CLOEXEC
+        if (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC:
+            self.version += 1
+            real = self._copied_up(node, path)
+            self.union.note("modified", path)
+            if open_flags & k.OPEN_KILL_SUIDGID:
+                self._kill_privileges(path)
+            return self._new_handle(_File(os.open(real, clean), node, real, False))
+        entry = self.union.get(path)
+        return self._new_handle(_File(os.open(entry.real, clean), node, entry.real,
+                                      not entry.in_upper))
+
+    def create(self, node: int, payload: memoryview) -> bytes:
+        self.version += 1
+        flags, mode, _, _ = k.CREATE_IN.unpack_from(payload)
+        path = self._child(node, k.cstring(payload[k.CREATE_IN.size:]))
+        clean = flags & ~(os.O_NOCTTY | os.O_DIRECT)
+        fd, real = self.union.create_file(path, clean, mode, self._owner())
+        entry = self._entry(path)
+        new = self.nodes[path]
+        return entry + self._new_handle(_File(fd, new, real, False))
+
+    def read(self, node: int, payload: memoryview) -> memoryview | None:
+        fh, offset, size, _ = k.READ_IN.unpack_from(payload)
+        handle = self.files[fh]
+        available = max(0, min(size, os.fstat(handle.fd).st_size - offset))
+        if available and self.reply_spliced(handle.fd, offset, available):
+            return k.NO_REPLY
+        view = self.read_buffer[:size]
+        done = os.preadv(handle.fd, [view], offset)
+        return view[:done]
+
+    def write(self, node: int, payload: memoryview) -> bytes:
+        fh, offset, size, write_flags = k.READ_IN.unpack_from(payload)
+        handle = self.files[fh]
+        if write_flags & k.WRITE_KILL_SUIDGID and not handle.privileges_killed:
+            path = self.paths.get(node)
+            if path is not None:
+                self._kill_privileges(path)
+            handle.privileges_killed = True
+        done = os.pwrite(handle.fd, payload[40:40 + size], offset)
+        return k.WRITE_OUT.pack(done, 0)
+
+    def flush(self, node: int, payload: memoryview) -> bytes:
+        return b""
+
+    def fsync(self, node: int, payload: memoryview) -> bytes:
+        fh, flags = k.FSYNC_IN.unpack_from(payload)
+        handle = self.files.get(fh)
+        if handle is not None:
+            (os.fdatasync if flags & k.FSYNC_FDATASYNC else os.fsync)(handle.fd)
+        return b""
+
+    def release(self, node: int, payload: memoryview) -> bytes:
+        fh, _, _ = k.RELEASE_IN.unpack_from(payload)
+        handle = self.files.pop(fh, None)
+        if handle is not None:
+            if handle.lower:
+                handles = self.lower_files.get(handle.node, [])
+                with contextlib.suppress(ValueError):
+                    handles.remove(handle)
+                if not handles:
+                    self.lower_files.pop(handle.node, None)
+            os.close(handle.fd)
+        return b""
+
+    def fallocate(self, node: int, payload: memoryview) -> bytes:
+        fh, offset, length, mode = k.FALLOCATE_IN.unpack_from(payload)
+        if _fallocate(self.files[fh].fd, mode, offset, length) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        return b""
+
+    def lseek(self, node: int, payload: memoryview) -> bytes:
+        fh, offset, whence = k.LSEEK_IN.unpack_from(payload)
+        return k.LSEEK_OUT.pack(os.lseek(self.files[fh].fd, offset, whence))
+
+    # -- directories ----------------------------------------------------------------------
+
+    def opendir(self, node: int, payload: memoryview) -> bytes:
+        if self.kernel_flags & k.NO_OPENDIR_SUPPORT:
+            raise OSError(errno.ENOSYS, "no directory handles needed")
+        return k.OPEN_OUT.pack(0, 0, 0)
+
+    def _listing(self, node: int, offset: int) -> tuple[_Listing, int, int]:
+        """The listing a READDIR at OFFSET continues (a current one at offset 0): the
+        listing, its ID and the index of its next entry."""
+        listing_id, index = offset >> 32, offset & 0xFFFFFFFF
+        if offset == 0:
+            listing_id = self.latest_listing.get(node, 0)
+        listing = self.listings.get(listing_id)
+        if listing is not None and listing.node == node and (
+                offset or listing.version == self.version):
+            return listing, listing_id, index
+        # Offset 0, or a listing long forgotten (then the index is the best guess left).
+        path = self._path(node)
+        entries = [(b".", stat.S_IFDIR, 1), (b"..", stat.S_IFDIR, 1)]  # glibc skips ino 0
+        entries += [(os.fsencode(name), kind, ino)
+                    for name, kind, ino in self.union.readdir_ino(path)]
+        listing = _Listing(node, entries, self.version)
+        layers = self.union.dir_layers(path)
+        if len(layers) == 1:
+            upper = self.union.upper
+            listing.only_layer = layers[0]
+            listing.in_upper = upper is not None and layers[0] == (
+                upper if path == "/" else upper + path)
+        listing_id = self.next_listing
+        self.next_listing += 1
+        self.listings[listing_id] = listing
+        self.latest_listing[node] = listing_id
+        if len(self.listings) > _LISTINGS_KEPT:
+            del self.listings[next(iter(self.listings))]
+        return listing, listing_id, index
+
+    def readdir(self, node: int, payload: memoryview) -> bytes:
+        _, offset, size, _ = k.READ_IN.unpack_from(payload)
+        listing, listing_id, start = self._listing(node, offset)
+        base = listing_id << 32
+        out = bytearray()
+        entries = listing.entries
+        for index in range(start, len(entries)):
+            name, kind, ino = entries[index]
+            record = k.dirent(ino, base | (index + 1), name, kind)
+            if len(out) + len(record) > size:
+                break
+            out += record
+        return bytes(out)
+
+    def readdirplus(self, node: int, payload: memoryview) -> bytes:
+        _, offset, size, _ = k.READ_IN.unpack_from(payload)
+        handle, listing_id, start = self._listing(node, offset)
+        base = listing_id << 32
+        out = bytearray()
+        entries = handle.entries
+        parent = self._path(handle.node)
+        prefix = "/" if parent == "/" else parent + "/"
+        # The common case, a directory only one layer provides and nothing changed since
+        # it was listed: each entry is that layer's file, one lstat away.
+        only = handle.only_layer + "/" if handle.version == self.version else ""
+        lower = not handle.in_upper
+        lookup, lstat, attr = self.union.lookup, os.lstat, self._attr
+        for index in range(start, len(entries)):
+            name, kind, ino = entries[index]
+            if len(out) + _DIRENTPLUS_FIXED + len(name) + 7 > size:
+                break
+            packed = None
+            if index >= 2:
+                text = os.fsdecode(name)
+                if only:
+                    with contextlib.suppress(OSError):
+                        real = only + text
+                        packed = attr(real, lstat(real), lower)
+                else:
+                    entry = lookup(prefix + text)
+                    if entry is not None:
+                        packed = self._entry_attr(entry)
+            if packed is None:
+                out += _NO_ENTRY
+            else:
+                out += k.ENTRY_HEAD.pack(self._remember(prefix + text), 0, TIMEOUT, TIMEOUT,
+                                         0, 0)
+                out += packed
+            out += k.dirent(ino, base | (index + 1), name, kind)
+        return bytes(out)
+
+    def releasedir(self, node: int, payload: memoryview) -> bytes:
+        return b""
+
+    # -- extended attributes --------------------------------------------------------------
+
+    def getxattr(self, node: int, payload: memoryview) -> bytes:
+        size, _ = k.GETXATTR_IN.unpack_from(payload)
+        name = k.cstring(payload[k.GETXATTR_IN.size:])
+        path = self._path(node)
         if name == CHANGES_XATTR and path == "/":
             value = self._dump_changes()
         else:
             value = self.union.getxattr(path, name)
-        if size == 0:
-            return len(value)
-        if len(value) > size:
-            raise OSError(errno.ERANGE, "value too long")
-        return os.fsdecode(value)
+        return _sized(value, size)
 
-    def listxattr(self, path: str, size: int) -> list[str] | int:
-        names = self.union.listxattr(path)
-        total = sum(len(os.fsencode(n)) + 1 for n in names)
-        if size == 0:
-            return total
-        if total > size:
-            raise OSError(errno.ERANGE, "list too long")
-        return names
+    def listxattr(self, node: int, payload: memoryview) -> bytes:
+        size, _ = k.GETXATTR_IN.unpack_from(payload)
+        names = self.union.listxattr(self._path(node))
+        return _sized(b"".join(os.fsencode(n) + b"\0" for n in names), size)
 
-    def setxattr(self, path: str, name: str, value: bytes | str, flags: int) -> None:
-        self._copied_up(path)
-        raw = os.fsencode(value) if isinstance(value, str) else value
-        self.union.setxattr(path, name, raw, flags)
+    def setxattr(self, node: int, payload: memoryview) -> bytes:
+        self.version += 1
+        size, flags = k.SETXATTR_IN.unpack_from(payload)
+        rest = bytes(payload[k.SETXATTR_IN.size:])
+        name, _, value = rest.partition(b"\0")
+        path = self._path(node)
+        self._copied_up(node, path)
+        self.union.setxattr(path, os.fsdecode(name), value[:size], flags)
+        return b""
 
-    def removexattr(self, path: str, name: str) -> None:
-        self._copied_up(path)
-        self.union.removexattr(path, name)
+    def removexattr(self, node: int, payload: memoryview) -> bytes:
+        self.version += 1
+        path = self._path(node)
+        self._copied_up(node, path)
+        self.union.removexattr(path, k.cstring(payload))
+        return b""
 
     def _dump_changes(self) -> bytes:
         """Write the change record for the owner (asked through a getxattr on the root:
-        a request the single FUSE thread serves like any other)."""
+        a request the single server thread serves like any other)."""
         created, modified, deleted = self.union.changes()
         from rootless.fsutil import atomic_write
         atomic_write(self.changes_file, json.dumps(
             {"created": created, "modified": modified, "deleted": deleted}).encode())
         return b"1"
 
-    # -- files -------------------------------------------------------------------------
 
-    def _copied_up(self, path: str) -> str:
-        """Copy PATH up; read-only handles opened on the lower copy follow it."""
-        entry = self.union.copy_up(path)
-        for handle in self.lower_handles.pop(path, []):
-            fd = os.open(entry.real, os.O_RDONLY | os.O_CLOEXEC)
-            os.dup2(fd, handle.fd)
-            os.close(fd)
-            handle.real, handle.lower = entry.real, False
-        return entry.real
-
-    def open(self, path: str, flags: int) -> _Handle:
-        clean = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY) | os.O_CLOEXEC
-        writing = (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC
-        if writing:
-            real = self._copied_up(path)
-            self.union.note("modified", path)
-            return self._opened(_Handle(os.open(real, clean), path, real, False))
-        entry = self.union.get(path)
-        handle = _Handle(os.open(entry.real, clean), path, entry.real, not entry.in_upper)
-        if handle.lower:
-            self.lower_handles.setdefault(path, []).append(handle)
-        return self._opened(handle)
-
-    def _opened(self, handle: _Handle) -> _Handle:
-        self.handles[id(handle)] = handle
-        return handle
-
-    def create(self, path: str, flags: int, mode: int) -> _Handle:
-        fd, real = self.union.create_file(path, flags, mode, self._owner())
-        return self._opened(_Handle(fd, path, real, False))
-
-    def read(self, path: str, size: int, offset: int, fh: _Handle) -> bytes:
-        return os.pread(fh.fd, size, offset)
-
-    def write(self, path: str, data: bytes, offset: int, fh: _Handle) -> int:
-        return os.pwrite(fh.fd, data, offset)
-
-    def ftruncate(self, path: str, size: int, fh: _Handle) -> None:
-        os.ftruncate(fh.fd, size)
-
-    def fsync(self, path: str, datasync: int, fh: _Handle) -> None:
-        if datasync:
-            os.fdatasync(fh.fd)
-        else:
-            os.fsync(fh.fd)
-
-    def release(self, path: str, flags: int, fh: _Handle) -> None:
-        self.handles.pop(id(fh), None)
-        if fh.lower:
-            handles = self.lower_handles.get(path, [])
-            with contextlib.suppress(ValueError):
-                handles.remove(fh)
-            if not handles:
-                self.lower_handles.pop(path, None)
-        os.close(fh.fd)
+def _time(valid: int, given: int, now: int, seconds: int, nanoseconds: int) -> tuple[int, int]:
+    if valid & now:
+        return 0, UTIME_NOW
+    if valid & given:
+        return seconds, nanoseconds
+    return 0, UTIME_OMIT
 
 
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+def _sized(value: bytes, size: int) -> bytes:
+    """An xattr answer: the length when asked with size 0, else the value if it fits."""
+    if size == 0:
+        return k.SIZE_OUT.pack(len(value), 0)
+    if len(value) > size:
+        raise OSError(errno.ERANGE, "value too long")
+    return value
 
 
-_UTIMENS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_Timespec))
-_GETATTR = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
-_FGETATTR = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p)
-# Slots in struct fuse_operations (FUSE_USE_VERSION 26), in pointers.
-_OPS_GETATTR, _OPS_FGETATTR, _OPS_UTIMENS, _OPS_READ_BUF = 0, 34, 36, 42
-_READ_BUF = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t,
-                             ctypes.c_int64, ctypes.c_void_p)
-# struct fuse_bufvec holding one struct fuse_buf: count idx off | size flags mem fd pos.
-_BUFVEC = struct.Struct("<QQQ" + "QI4xQi4xq")
-_FUSE_BUF_IS_FD, _FUSE_BUF_FD_SEEK = 1 << 1, 1 << 2
-_FI_FH = 24  # offset of fh in struct fuse_file_info
-# struct stat on x86_64: dev ino nlink mode uid gid pad rdev size blksize blocks, 3 timespecs.
-_STAT = struct.Struct("<QQQIIIiQqqq" + "qq" * 3 + "24x")
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+_fallocate = _libc.fallocate
 
 
-class _LibfusePatch:
-    """Swap three libfuse operations for ctypes callbacks that see full timestamps.
-
-    fuse-python 1.0.9 converts times through C ints and whole seconds, and never
-    sets ``utime_omit_ok``. ``struct fuse`` is private to libfuse, so its ``fs``
-    member is found by value: the one pointer whose target starts with
-    fuse-python's getattr callback (the first member of ``struct
-    fuse_operations``). The two ints after it are ``nullpath_ok`` and
-    ``utime_omit_ok`` (libfuse 2.8-2.9).
-    """
-
-    def __init__(self, server: CowFuse) -> None:
-        self.server = server
-        libfuse, module_base, getattr_offset = _libraries()
-        lib = ctypes.CDLL(libfuse)
-        lib.fuse_get_context.restype = ctypes.POINTER(ctypes.c_void_p)
-        struct_fuse = lib.fuse_get_context()[0]
-        getattr_func = module_base + getattr_offset
-        readable = _readable_ranges()
-        for offset in range(0, 1024, 8):
-            ops = ctypes.c_void_p.from_address(struct_fuse + offset).value
-            if not ops or not _inside(ops, 8, readable):
-                continue
-            if ctypes.c_void_p.from_address(ops).value != getattr_func:
-                continue
-            flags = (ctypes.c_int * 2).from_address(struct_fuse + offset + 8)
-            if flags[0] not in (0, 1) or flags[1] not in (0, 1):
-                continue
-            self.callbacks: list[Any] = [_UTIMENS(self._utimens)]
-            self._install(ops, _OPS_UTIMENS, self.callbacks[0])
-            flags[1] = 1
-            if platform.machine() == "x86_64" and _STAT.size == 144:
-                self.callbacks += [_GETATTR(self._getattr), _FGETATTR(self._fgetattr)]
-                self._install(ops, _OPS_GETATTR, self.callbacks[1])
-                self._install(ops, _OPS_FGETATTR, self.callbacks[2])
-                # Reads answered with the file descriptor: libfuse reads the data itself,
-                # so no bytes object is made and copied per 128 KiB request.
-                self.malloc = ctypes.CDLL(None).malloc
-                self.malloc.restype = ctypes.c_void_p
-                self.malloc.argtypes = [ctypes.c_size_t]
-                self.callbacks.append(_READ_BUF(self._read_buf))
-                self._install(ops, _OPS_READ_BUF, self.callbacks[3])
-            return
-        raise RuntimeError("libfuse's struct fuse has an unexpected layout")
-
-    @staticmethod
-    def _install(ops: int, index: int, callback: Any) -> None:
-        slot = ctypes.c_void_p.from_address(ops + 8 * index)
-        slot.value = ctypes.cast(callback, ctypes.c_void_p).value
-
-    def _utimens(self, path: bytes, times: Any) -> int:
-        try:
-            name = os.fsdecode(path)
-            self.server._copied_up(name)
-            self.server.union.utimens(name, (times[0].tv_sec, times[0].tv_nsec),
-                                      (times[1].tv_sec, times[1].tv_nsec))
-            return 0
-        except OSError as exc:
-            return -(exc.errno or errno.EIO)
-        except Exception:
-            return -errno.EIO
-
-    def _getattr(self, path: bytes, buf: int) -> int:
-        try:
-            ctypes.memmove(buf, self.server.stat_bytes(path.decode("utf-8", "surrogateescape")),
-                           _STAT.size)
-            return 0
-        except OSError as exc:
-            return -(exc.errno or errno.EIO)
-        except Exception:
-            return -errno.EIO
-
-    def _fgetattr(self, path: bytes, buf: int, info: int) -> int:
-        return self._getattr(path, buf)
-
-    def _read_buf(self, path: bytes, bufp: int, size: int, offset: int, info: int) -> int:
-        try:
-            handle = self.server.handles.get(
-                ctypes.c_uint64.from_address(info + _FI_FH).value)
-            if handle is None:
-                return -errno.EBADF
-            vec = self.malloc(_BUFVEC.size)  # libfuse frees it
-            if not vec:
-                return -errno.ENOMEM
-            ctypes.memmove(vec, _BUFVEC.pack(1, 0, 0, size, _FUSE_BUF_IS_FD | _FUSE_BUF_FD_SEEK,
-                                             0, handle.fd, offset), _BUFVEC.size)
-            ctypes.c_void_p.from_address(bufp).value = vec
-            return 0
-        except Exception:
-            return -errno.EIO
+# -- the server process and its handle -----------------------------------------------------
 
 
-def _libraries() -> tuple[str, int, int]:
-    """(libfuse path, load address of fuse-python's _fuse module, offset of getattr_func)."""
-    import fuseparts._fuse as module  # type: ignore[import-untyped]
-    from elftools.elf.elffile import ELFFile
-
-    module_path = os.path.realpath(module.__file__)
-    libfuse = None
-    base = None
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            fields = line.split()
-            if len(fields) < 6:
-                continue
-            path = fields[5]
-            if os.path.realpath(path) == module_path and base is None:
-                base = int(fields[0].split("-")[0], 16) - int(fields[2], 16)
-            if "libfuse" in os.path.basename(path) and libfuse is None:
-                libfuse = path
-    if base is None or libfuse is None:
-        raise RuntimeError("cannot find fuse-python's libraries in memory")
-    with open(module_path, "rb") as f:
-        symtab = ELFFile(f).get_section_by_name(".symtab")
-        if symtab is None:
-            raise RuntimeError("fuse-python's module has no symbol table")
-        for symbol in symtab.iter_symbols():  # type: ignore[attr-defined]
-            if symbol.name == "getattr_func":
-                return libfuse, base, int(symbol["st_value"])
-    raise RuntimeError("getattr_func not found in fuse-python's module")
-
-
-def _readable_ranges() -> list[tuple[int, int]]:
-    ranges = []
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            span, perms = line.split()[:2]
-            if perms.startswith("r"):
-                start, end = (int(x, 16) for x in span.split("-"))
-                ranges.append((start, end))
-    return ranges
-
-
-def _inside(address: int, size: int, ranges: list[tuple[int, int]]) -> bool:
-    return any(start <= address and address + size <= end for start, end in ranges)
-
-
-# -- the server process and its handle -------------------------------------------------
-
-
-def _server(lowers: list[Path], upper: Path, work: Path, target: Path, ready_w: int) -> None:
+def _server(device: int, lowers: list[Path], upper: Path, work: Path, ready_w: int) -> None:
     from rootless.sandbox import libc
     libc.set_pdeathsig(signal.SIGKILL)
     union = Union(list(reversed(lowers)), upper)
-    server = CowFuse(union, ready_w, work / CHANGES_FILE, dash_s_do="setsingle")
-    debug = ["-d"] if os.environ.get("ROOTLESS_FUSE_DEBUG") else []
-    server.parse([str(target), "-f", "-s", *debug, "-o", MOUNT_OPTIONS], errex=1)
+    server = CowFs(device, union, ready_w, work / CHANGES_FILE)
+    if os.environ.get("ROOTLESS_FUSE_DEBUG"):
+        _trace(server)
     profile = os.environ.get("ROOTLESS_FUSE_PROFILE")
     if profile:  # a developer's view of where server time goes
         import cProfile
-        cProfile.runctx("server.main()", globals(), {"server": server}, profile)
+        cProfile.runctx("server.serve()", globals(), {"server": server}, profile)
     else:
-        server.main()
+        server.serve()
+
+
+def _trace(server: CowFs) -> None:
+    def traced(opcode: int, handler: k.Handler) -> k.Handler:
+        def call(node: int, payload: memoryview) -> k.Reply:
+            try:
+                reply = handler(node, payload)
+            except OSError as exc:
+                print(f"fuse op {opcode} node {node}: {exc}", file=sys.stderr, flush=True)
+                raise
+            print(f"fuse op {opcode} node {node}: ok", file=sys.stderr, flush=True)
+            return reply
+        return call
+
+    for opcode, handler in list(server.handlers.items()):
+        server.handlers[opcode] = traced(opcode, handler)
 
 
 class FuseHandle(MountHandle):
@@ -588,7 +740,7 @@ class FuseHandle(MountHandle):
             os.waitpid(self.pid, 0)
 
 
-def _detach(keep: int) -> None:
+def _detach(keep: tuple[int, ...]) -> None:
     """Make the server child independent of its owner's terminal and pipes.
 
     Its own session keeps a Ctrl-C for the container away from it, and closing
@@ -600,11 +752,25 @@ def _detach(keep: int) -> None:
     os.dup2(null, 0)
     os.dup2(null, 1)
     os.close(null)
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 1 << 16)
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
 
 
 def mount_fuse(lowers: list[Path], upper: Path, work: Path, target: Path) -> FuseHandle:
+    try:
+        device = k.open_device()
+    except OSError as exc:
+        raise CowfsError(f"cannot open /dev/fuse: {exc.strerror}",
+                         hint="try --storage-driver overlay or vfs") from exc
+    try:
+        k.mount(device, str(target), "rootless", "cowfs")
+    except OSError as exc:
+        os.close(device)
+        raise CowfsError(f"cannot mount the FUSE filesystem at {target}: {exc.strerror}",
+                         hint="try --storage-driver overlay or vfs") from exc
     ready_r, ready_w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -613,14 +779,16 @@ def mount_fuse(lowers: list[Path], upper: Path, work: Path, target: Path) -> Fus
         code = 1
         try:
             os.close(ready_r)
-            _detach(ready_w)
-            _server(lowers, upper, work, target, ready_w)
+            _detach((device, ready_w))
+            _server(device, lowers, upper, work, ready_w)
             code = 0
         except BaseException as exc:  # the parent reports it: it sees no "ready"
             with contextlib.suppress(Exception):
                 print(f"rootless cowfs server: {exc}", file=sys.stderr)
         finally:
             os._exit(code)
+    # Only the server may hold the connection: when it dies, the kernel aborts it.
+    os.close(device)
     os.close(ready_w)
     try:
         ready, _, _ = select.select([ready_r], [], [], _READY_TIMEOUT)
@@ -632,6 +800,9 @@ def mount_fuse(lowers: list[Path], upper: Path, work: Path, target: Path) -> Fus
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
+        with contextlib.suppress(OSError):
+            from rootless.sandbox import libc
+            libc.umount2(str(target), libc.MNT_DETACH)
         raise CowfsError(f"the FUSE filesystem did not mount at {target}",
                          hint="is /dev/fuse usable? try --storage-driver overlay or vfs")
     return FuseHandle(target, upper, work, pid)

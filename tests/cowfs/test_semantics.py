@@ -168,6 +168,30 @@ def test_special_files_xattrs_and_statfs(stack: Stack, driver: str) -> None:
                    "statfs": True}
 
 
+def test_binary_xattr_values_and_holes_seen_through_the_mount(stack: Stack,
+                                                             driver: str) -> None:
+    value = bytes(range(256)) * 4  # not UTF-8, with NULs: xattrs are bytes (e.g. ACLs)
+
+    def scenario(root: Path) -> tuple[bytes, bool, bool, int, int]:
+        os.setxattr(root / "a", "user.blob", value)
+        got = os.getxattr(root / "a", "user.blob")
+        listed = "user.blob" in os.listxattr(root / "a")
+        os.removexattr(root / "a", "user.blob")
+        gone = "user.blob" not in os.listxattr(root / "a")
+        with open(root / "holey", "wb") as f:
+            f.seek(1 << 20)
+            f.write(b"data")
+        fd = os.open(root / "holey", os.O_RDONLY)
+        try:
+            return got, listed, gone, os.lseek(fd, 0, os.SEEK_DATA), os.lseek(fd, 0,
+                                                                               os.SEEK_HOLE)
+        finally:
+            os.close(fd)
+    got, _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert got[:3] == (value, True, True)
+    assert got[3] >= 4096 and got[4] == 0  # the data starts after the hole
+
+
 def test_mmap_sparse_and_large_files(stack: Stack, driver: str) -> None:
     def scenario(root: Path) -> tuple[bytes, int, bytes]:
         with open(root / "mapped", "w+b") as f:
@@ -191,8 +215,8 @@ def test_mmap_sparse_and_large_files(stack: Stack, driver: str) -> None:
 
 
 def test_reads_of_a_lower_file_span_many_requests(tmp_path: Path, driver: str) -> None:
-    # The fuse driver answers reads with the file descriptor (libfuse reads and splices
-    # the data): several 128 KiB requests, a short last one, and a read past the end.
+    # The fuse driver splices lower files' pages to the kernel: several requests, a
+    # short last one, and a read past the end.
     lower = tmp_path / "lower"
     lower.mkdir()
     data = os.urandom((1 << 20) + 7)

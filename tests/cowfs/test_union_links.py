@@ -21,7 +21,7 @@ from rootless.cowfs.copyup import LayerLinks
 from rootless.cowfs.driver import Changes
 from rootless.cowfs.union import Union
 from rootless.oci.layer import diff, extract
-from tests.cowfs.conftest import Stack, in_namespace, supported_drivers
+from tests.cowfs.conftest import Stack, in_namespace
 
 PERL = b"#!perl\n"
 
@@ -233,20 +233,6 @@ def test_write_through_one_name_shows_through_the_others(linked: tuple[Stack, st
                      "usr/lib/perl-alias": (tarfile.LNKTYPE, "usr/bin/perl")}
 
 
-def _drivers_fuse_expected_to_fail(reason: str) -> list[Any]:
-    params = []
-    for param in supported_drivers():
-        marks = list(param.marks)
-        if param.values[0] == "fuse":
-            marks.append(pytest.mark.xfail(reason=reason))
-        params.append(pytest.param(*param.values, id=param.id, marks=marks))
-    return params
-
-
-@pytest.mark.parametrize("driver", _drivers_fuse_expected_to_fail(
-    "the FUSE server does not yet invalidate the kernel's cached attributes and pages "
-    "of the other names, nor move their open handles (Union.on_linked_copy_up reports "
-    "the names)"))
 def test_names_looked_at_before_the_write_show_it_after(linked: tuple[Stack, str]) -> None:
     stack, driver = linked
 
