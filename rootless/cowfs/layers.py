@@ -1,9 +1,9 @@
 """Unpacked layers: the read-only lowers under ``<root>/layers/sha256/<diff_id hex>``.
 
 A layer is extracted once, from its blob, straight into a directory under the
-store's ``tmp/`` (never through a mount), then renamed into place: a
-concurrent build or run sees the whole layer or none of it. Two processes
-unpacking the same layer both succeed; the loser's copy is thrown away.
+store's ``tmp/`` (never through a mount), its diff_id checked as it streams, then
+renamed into place: a concurrent build or run sees the whole layer or none of it.
+Two processes unpacking the same layer both succeed; the loser's copy is thrown away.
 """
 
 from __future__ import annotations
@@ -35,7 +35,12 @@ class _Store(Protocol):
 
 
 def unpack_layer(store: _Store, digest: str, diff_id: str) -> Path:
-    """The unpacked directory of the layer whose blob is DIGEST, made if missing."""
+    """The unpacked directory of the layer whose blob is DIGEST, made if missing.
+
+    The blob's decompressed tar must have DIFF_ID as its digest (checked as it is
+    extracted, no second read): otherwise LayerError, and nothing lands under
+    ``layers/``, so a directory there always holds the content its name says.
+    """
     from rootless.fsutil import force_rmtree
     from rootless.oci.layer import extract
 
@@ -52,7 +57,7 @@ def unpack_layer(store: _Store, digest: str, diff_id: str) -> Path:
         if not blob_path.is_file():
             raise LayerError(f"layer {digest} is not in the store", hint="pull the image again")
         with open(blob_path, "rb") as blob:
-            extract(blob, staging, name=digest)
+            extract(blob, staging, name=digest, diff_id=diff_id)
         try:
             os.rename(staging, dest)
         except OSError:
@@ -97,7 +102,7 @@ def _layer_has_foreign_owners(layer: Path) -> bool:
 
 
 def _scan_for_foreign_owners(layer: Path) -> bool:
-    from rootless.oci.layer import (
+    from rootless.oci.layer_ondisk import (
         DEVICES_XATTR,
         LINK_OWNER_PREFIX,
         OVERRIDE_XATTR,

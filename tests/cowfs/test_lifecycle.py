@@ -1,24 +1,20 @@
-"""Mount life cycle: SIGKILL of the owner, a crashing FUSE server, driver choice, unpacking."""
+"""Mount life cycle: SIGKILL of the owner, a crashing FUSE server, driver choice."""
 
 from __future__ import annotations
 
 import errno
-import gzip
-import io
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from rootless.cowfs import ensure_unpacked, mount_rootfs, select_driver
+from rootless.cowfs import mount_rootfs, select_driver
 from rootless.cowfs.driver import unavailable
-from rootless.errors import CowfsError, LayerError
+from rootless.errors import CowfsError
 from tests.cowfs.conftest import Stack, in_namespace
 
 needs_fuse = pytest.mark.skipif(unavailable("fuse") is not None, reason="FUSE is not usable")
@@ -118,48 +114,6 @@ def test_fuse_mount_needs_no_fusermount(stack: Stack, tmp_path: Path) -> None:
         with mount_rootfs(stack.lowers, stack.upper, stack.work, stack.target, "fuse"):
             return (stack.target / "a").read_text()
     assert in_namespace(inside) == "a1"
-
-
-@dataclass
-class _Store:
-    root: Path
-
-    def layer_dir(self, diff_id: str) -> Path:
-        return self.root / "layers" / "sha256" / diff_id.split(":", 1)[1]
-
-    def blob_path(self, digest: str) -> Path:
-        return self.root / "blobs" / "sha256" / digest.split(":", 1)[1]
-
-
-@dataclass
-class _Layer:
-    digest: str
-    diff_id: str
-
-
-def _blob(store: _Store, name: str, data: bytes) -> _Layer:
-    path = store.blob_path(f"sha256:{name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return _Layer(f"sha256:{name}", f"sha256:d{name}")
-
-
-def test_ensure_unpacked_extracts_once_and_atomically(tmp_path: Path) -> None:
-    store = _Store(tmp_path)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo("hello")
-        info.size = 2
-        tar.addfile(info, io.BytesIO(b"hi"))
-    good = _blob(store, "aa", gzip.compress(buf.getvalue()))
-    bad = _blob(store, "bb", gzip.compress(buf.getvalue())[:40])
-    [path] = ensure_unpacked(store, [good])
-    assert (path / "hello").read_bytes() == b"hi"
-    assert ensure_unpacked(store, [good]) == [path]
-    with pytest.raises(LayerError, match="sha256:bb"):
-        ensure_unpacked(store, [bad])
-    assert not store.layer_dir(bad.diff_id).exists()
-    assert os.listdir(tmp_path / "tmp") == []
 
 
 def test_kernel_and_fuse_drivers_refuse_to_mount_outside_a_namespace(stack: Stack) -> None:
