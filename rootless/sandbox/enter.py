@@ -59,7 +59,10 @@ def exec_in(init_pid: int, spec: ProcessSpec) -> int:
     for name in NAMESPACES:
         if os.readlink(f"/proc/{target}/ns/{name}") != os.readlink(f"/proc/self/ns/{name}"):
             ns_fds[name] = os.open(f"/proc/{target}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-    root_fd = os.open(f"/proc/{target}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    # O_PATH: a FUSE root (mounted with allow_other inside the container's user
+    # namespace) refuses to be opened from outside it; the fchdir below happens
+    # after joining that namespace, where the permission check passes.
+    root_fd = os.open(f"/proc/{target}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     console_parent = console_child = None
     stdin = spec.stdin if spec.stdin is not None else os.open(os.devnull, os.O_RDONLY)
     stdio = Stdio(stdin, spec.stdout if spec.stdout is not None else 1,

@@ -127,3 +127,41 @@ def test_server_lives_outside_the_container_and_goes_with_it(
     while fuse_rl("ps", "-aq").stdout.strip():
         assert time.monotonic() < deadline, "the --rm container's record stayed"
         time.sleep(0.05)
+
+
+def test_sigkill_of_run_takes_the_server_down(fuse_rl: Rootless, store_root: Path,
+                                              mode: str) -> None:
+    with subprocess.Popen(
+            ["rootless", "--root", str(store_root), "--storage-driver", "fuse", "run",
+             "--name", "victim", "busybox", "sh", "-c", "echo ready; sleep 1000"],
+            stdout=subprocess.PIPE, env={**os.environ, "ROOTLESS_ID_MAPPING": mode}) as proc:
+        assert proc.stdout is not None
+        try:
+            assert proc.stdout.readline() == b"ready\n"
+            tree = _descendants(proc.pid)
+            assert len(tree) >= 4, tree  # keeper, FUSE server, init, sh (+ sleep)
+        finally:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 10
+    while alive := {pid for pid in tree if os.path.exists(f"/proc/{pid}")}:
+        assert time.monotonic() < deadline, f"processes outlived rootless run: {alive}"
+        time.sleep(0.01)
+    assert "Exited" in fuse_rl("ps", "-a").stdout
+    fuse_rl("rm", "victim")
+
+
+def test_exec_into_a_fuse_container(fuse_rl: Rootless) -> None:
+    # The FUSE root refuses opens from outside the container's user namespace:
+    # exec joins it before entering the root.
+    cid = fuse_rl("run", "-d", "--name", "bg", "busybox", "sleep", "1000").stdout.strip()
+    try:
+        out = fuse_rl("exec", "bg", "sh", "-c", "echo made > /made; cat /made; " + _LIST_PIDS)
+        made, own, *pids = out.stdout.split()
+        assert made == "made"
+        # init, sleep, and exec's shell: no FUSE server
+        assert len(pids) == 3 and own == f"self={max(int(p) for p in pids)}", out.stdout
+        assert fuse_rl("exec", "bg", "nosuch", check=False).returncode == 127
+    finally:
+        fuse_rl("rm", "-f", cid, check=False)
+    assert fuse_rl("ps", "-aq").stdout == ""
