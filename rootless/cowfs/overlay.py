@@ -4,6 +4,13 @@ The unpacked layers already hold whiteouts in the kernel's form (0:0 character
 devices, ``user.overlay.opaque``), so nothing is translated at mount time.
 The kernel refuses renaming a merged directory (EXDEV); ``mv`` and friends
 fall back to copying, as they do on Docker's overlay2.
+
+No tuning options: measured on kernel 6.18 (``find -ls`` of a 10k-file lower),
+``xino``, ``index``, ``uuid=off|null``, ``volatile``, ``redirect_dir=nofollow``
+(``userxattr`` already implies it and no metacopy), no upper dir and extra empty
+lowers all stay within noise. A fresh mount's first walk costs ~3 us per entry
+(overlayfs allocates its own dentry and inode over the lower's), and a warm walk
+~1.2x native (getattr and permission checks run on both inodes).
 """
 
 from __future__ import annotations
