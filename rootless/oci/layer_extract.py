@@ -30,6 +30,7 @@ from rootless.oci.layer_ondisk import (
     STASHED_XATTR_PREFIX,
     WHITEOUT_PREFIX,
     Override,
+    flag_records_kept,
     is_opaque,
     is_whiteout,
     make_opaque,
@@ -150,6 +151,7 @@ def extract(tar_stream: BinaryIO | Path, dest: Path, *, name: str | None = None,
             raise LayerError(f"layer {label} does not match its image: its content has "
                              f"diff_id {actual}, the image config says {diff_id}",
                              hint="the image is corrupt: pull or load it again")
+        flag_records_kept(dest)
     except BaseException:
         _remove_tree(dest)
         raise

@@ -35,6 +35,11 @@ OVERRIDE_XATTR = "user.rootless.override_stat"
 STASHED_XATTR_PREFIX = "user.rootless.xattr."
 DEVICES_XATTR = "user.rootless.devices"  # on a directory: some entries are device records
 LINK_OWNER_PREFIX = "user.rootless.link."  # on a directory: owners of its symlinks
+# On a directory: some entry of it carries a record (override, device, link owner).
+RECORDS_XATTR = "user.rootless.records"
+# On an unpacked layer's root: every record in the tree flagged its directory, so a
+# directory without RECORDS_XATTR holds plain files whose lstat says it all.
+RECORDS_FLAGGED_XATTR = "user.rootless.records-flagged"
 # Our own bookkeeping and kernel overlayfs's; never shown through a mount nor exported.
 PRIVATE_XATTR_PREFIXES = ("user.rootless.", "user.overlay.", "trusted.overlay.")
 
@@ -112,6 +117,33 @@ def write_override(path: Path | str, override: Override) -> None:
         if not os.path.islink(path):
             raise
         write_link_owner(path, (override.uid, override.gid))  # a symlink: owner only
+        return
+    _flag_records(os.path.dirname(os.fspath(path)) or ".")
+
+
+def _flag_records(directory: str) -> None:
+    with contextlib.suppress(FileNotFoundError):  # a record on a layer's root itself
+        os.setxattr(directory, RECORDS_XATTR, b"1", follow_symlinks=False)
+
+
+def flag_records_kept(layer_root: Path | str) -> None:
+    """Promise that every record under LAYER_ROOT flagged its directory."""
+    os.setxattr(layer_root, RECORDS_FLAGGED_XATTR, b"1", follow_symlinks=False)
+
+
+def plain_directory(directory: str, layer_root: str) -> bool:
+    """Whether DIRECTORY (inside the unpacked layer LAYER_ROOT) surely holds no records:
+    its entries are then presented from lstat alone (no xattr read per file)."""
+    try:
+        if os.getxattr(layer_root, RECORDS_FLAGGED_XATTR, follow_symlinks=False) != b"1":
+            return False
+    except OSError:
+        return False
+    try:
+        os.getxattr(directory, RECORDS_XATTR, follow_symlinks=False)
+    except OSError:
+        return True
+    return False
 
 
 def write_device_record(path: Path | str, override: Override) -> None:
@@ -155,6 +187,7 @@ def write_link_owner(path: Path | str, owner: tuple[int, int] | None) -> None:
             os.removexattr(head or ".", key, follow_symlinks=False)
         return
     os.setxattr(head or ".", key, f"{owner[0]}:{owner[1]}".encode(), follow_symlinks=False)
+    _flag_records(head or ".")
 
 
 def owner_writable_mode(mode: int, is_dir: bool) -> int:
@@ -192,6 +225,7 @@ def presented(path: Path | str, st: os.stat_result) -> Presented:
     if disk_mode != owner_writable_mode(mode, fmt == stat.S_IFDIR):
         mode = disk_mode  # changed on disk by a driver that does not know overrides
     return Presented(fmt, override.uid, override.gid, mode, st.st_rdev)
+
 
 
 _OWN_UID, _OWN_GID = os.getuid(), os.getgid()

@@ -56,6 +56,13 @@ def _check(result: int, *paths: str) -> int:
     return result
 
 
+def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    """fallocate(2) itself (glibc's posix_fallocate would write zeros where the
+    filesystem cannot allocate)."""
+    _check(_libc.fallocate(ctypes.c_int(fd), ctypes.c_int(mode), ctypes.c_int64(offset),
+                           ctypes.c_int64(length)))
+
+
 def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)))
 

@@ -147,6 +147,28 @@ def test_presented_owner_survives_copy_up(stack: Stack, driver: str, mapping: st
     assert (member.uid, member.gid, member.mode) == (1000, 1000, 0o600)
 
 
+def test_a_directory_listing_shows_recorded_owners(stack: Stack, driver: str) -> None:
+    # A listing answers attributes for every entry at once (READDIRPLUS on fuse): files
+    # in directories without records are presented from lstat alone, the others not.
+    from rootless.sandbox.userns import IdMapping
+    if not isinstance(IdMapping.full_or_reason(), IdMapping):
+        pytest.skip("no subordinate IDs for the full mapping")
+
+    def scenario(root: Path) -> dict[str, tuple[int, int]]:
+        shown = {}
+        for directory in (root, root / "dir"):
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    st = entry.stat(follow_symlinks=False)
+                    shown[os.path.relpath(entry.path, root)] = (st.st_uid,
+                                                                stat.S_IMODE(st.st_mode))
+        return shown
+    shown, _ = _run(stack, driver, scenario, "full")  # type: ignore[misc]
+    assert shown["dir/x"] == (0, 0o644) and shown["keep"] == (0, 0o644)
+    if driver == "fuse":  # the kernel drivers show what the disk holds
+        assert shown["owned"] == (1000, 0o640)
+
+
 def test_special_files_xattrs_and_statfs(stack: Stack, driver: str) -> None:
     def scenario(root: Path) -> dict[str, object]:
         os.symlink("a", root / "sym")
@@ -215,8 +237,8 @@ def test_mmap_sparse_and_large_files(stack: Stack, driver: str) -> None:
 
 
 def test_reads_of_a_lower_file_span_many_requests(tmp_path: Path, driver: str) -> None:
-    # The fuse driver splices lower files' pages to the kernel: several requests, a
-    # short last one, and a read past the end.
+    # Reads through the mount span several requests: a short last one, and a read
+    # past the end.
     lower = tmp_path / "lower"
     lower.mkdir()
     data = os.urandom((1 << 20) + 7)
