@@ -14,8 +14,8 @@ short poll for the next request before sleeping (``fuse_kernel``), long entry,
 attribute and negative timeouts (only this server changes the tree), the page
 cache kept for files of the read-only lowers, their attributes packed once and,
 in directories of an unpacked layer that hold no owner records, from lstat
-alone; reads and writes through one preallocated buffer (measured faster than
-splicing at the kernel's 256 KiB readahead).
+alone; reads and writes through one preallocated buffer (reads spliced instead
+when the server has no CPU of its own).
 
 ``ROOTLESS_FUSE_DEBUG=1`` prints every request on the server's stderr;
 ``ROOTLESS_FUSE_PROFILE=FILE`` writes a cProfile of the server to FILE.
@@ -50,6 +50,10 @@ _NEGATIVE = k.ENTRY_HEAD.pack(0, 0, TIMEOUT, 0, 0, 0) + bytes(k.ATTR.size)
 _NO_ENTRY = k.ENTRY_HEAD.pack(0, 0, 0, 0, 0, 0) + bytes(k.ATTR.size)
 _DIRENTPLUS_FIXED = k.ENTRY_HEAD.size + k.ATTR.size + k.DIRENT.size
 _LISTINGS_KEPT = 1024
+# On one CPU, reads this large are spliced (one copy, in the kernel); with a CPU to
+# spare, copying through Python overlaps the caller and measured faster (1 GiB:
+# 0.28 s copied vs 0.30 s spliced on two CPUs; 0.42 s vs 0.35 s on one).
+_SPLICE_FROM = 128 << 10
 _OWN_IDS = (os.getuid(), os.getgid())   # outside a user namespace: container root's files
 
 
@@ -471,9 +475,13 @@ class CowFs(k.Session):
         new = self.nodes[path]
         return entry + self._new_handle(_File(fd, new, real, False))
 
-    def read(self, node: int, payload: memoryview) -> memoryview:
+    def read(self, node: int, payload: memoryview) -> memoryview | None:
         fh, offset, size, _ = k.READ_IN.unpack_from(payload)
         handle = self.files[fh]
+        if not self.spare_cpu and size >= _SPLICE_FROM:
+            available = max(0, min(size, os.fstat(handle.fd).st_size - offset))
+            if available and self.reply_spliced(handle.fd, offset, available):
+                return k.NO_REPLY
         view = self.read_buffer[:size]
         done = os.preadv(handle.fd, [view], offset)
         return view[:done]
