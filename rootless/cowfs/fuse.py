@@ -16,6 +16,7 @@ import contextlib
 import errno
 import json
 import os
+import resource
 import select
 import signal
 import sys
@@ -37,6 +38,10 @@ _READY_TIMEOUT = 20.0
 
 def _server(device: int, lowers: list[Path], upper: Path, work: Path, ready_w: int) -> None:
     libc.set_pdeathsig(signal.SIGKILL)
+    # One descriptor per file the container holds open: allow as many as the host does.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     union = Union(list(reversed(lowers)), upper)
     server = CowFs(device, union, ready_w, work / CHANGES_FILE)
     if os.environ.get("ROOTLESS_FUSE_DEBUG"):

@@ -224,7 +224,7 @@ class Session:
         # sleeping, 25 us polling). Only with a CPU to spare: on one CPU the poll
         # would take the time of the very process it waits for.
         poll_for = POLL_SECONDS if self.spare_cpu else 0.0
-        os.set_blocking(device, False)
+        os.set_blocking(device, not poll_for)
         poller = select.poll()
         poller.register(device, select.POLLIN)
         clock, pause = time.monotonic, os.sched_yield

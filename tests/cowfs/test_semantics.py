@@ -214,6 +214,24 @@ def test_binary_xattr_values_and_holes_seen_through_the_mount(stack: Stack,
     assert got[3] >= 4096 and got[4] == 0  # the data starts after the hole
 
 
+def test_more_files_open_at_once_than_a_default_descriptor_limit(stack: Stack,
+                                                                 driver: str) -> None:
+    def scenario(root: Path) -> int:
+        import resource
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        for i in range(1100):  # more than the usual soft limit of 1024
+            (root / f"f{i}").write_bytes(b"%d" % i)
+        files = [open(root / f"f{i}", "rb") for i in range(1100)]
+        try:
+            return sum(int(f.read()) for f in files)
+        finally:
+            for f in files:
+                f.close()
+    total, _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert total == sum(range(1100))
+
+
 def test_mmap_sparse_and_large_files(stack: Stack, driver: str) -> None:
     def scenario(root: Path) -> tuple[bytes, int, bytes]:
         with open(root / "mapped", "w+b") as f:
