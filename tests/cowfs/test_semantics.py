@@ -8,6 +8,7 @@ and checks what a container would see, then what the upper holds.
 from __future__ import annotations
 
 import errno
+import contextlib
 import io
 import mmap
 import os
@@ -222,12 +223,9 @@ def test_more_files_open_at_once_than_a_default_descriptor_limit(stack: Stack,
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         for i in range(1100):  # more than the usual soft limit of 1024
             (root / f"f{i}").write_bytes(b"%d" % i)
-        files = [open(root / f"f{i}", "rb") for i in range(1100)]
-        try:
+        with contextlib.ExitStack() as held:
+            files = [held.enter_context(open(root / f"f{i}", "rb")) for i in range(1100)]
             return sum(int(f.read()) for f in files)
-        finally:
-            for f in files:
-                f.close()
     total, _ = _run(stack, driver, scenario)  # type: ignore[misc]
     assert total == sum(range(1100))
 
