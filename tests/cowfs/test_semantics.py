@@ -7,8 +7,8 @@ and checks what a container would see, then what the upper holds.
 
 from __future__ import annotations
 
-import errno
 import contextlib
+import errno
 import io
 import mmap
 import os
