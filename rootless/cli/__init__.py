@@ -89,11 +89,24 @@ Handler = Callable[[GlobalOptions, argparse.Namespace], int | None]
 
 
 def default_root() -> Path:
-    env = os.environ.get("ROOTLESS_ROOT")
-    if env:
-        return Path(env)
     data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data) / "rootless"
+
+
+def global_options(args: argparse.Namespace) -> GlobalOptions:
+    """Flags first, then the environment, then the user's config file, then defaults."""
+    env_root = os.environ.get("ROOTLESS_ROOT")
+    root: Path | None = args.root or (Path(env_root) if env_root else None)
+    driver: str | None = args.storage_driver or os.environ.get("ROOTLESS_STORAGE_DRIVER")
+    if root is None or driver is None:
+        from rootless.userconfig import load_user_config
+
+        config = load_user_config()
+        root = root or config.root
+        driver = driver or config.storage_driver
+    return GlobalOptions(root=root or default_root(),
+                         debug=args.debug or bool(os.environ.get("ROOTLESS_DEBUG")),
+                         storage_driver=driver or "auto")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -198,13 +211,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if handler is None:
         parser.print_help()
         sys.exit(0)
-    opts = GlobalOptions(
-        root=args.root or default_root(),
-        debug=args.debug or bool(os.environ.get("ROOTLESS_DEBUG")),
-        storage_driver=args.storage_driver or os.environ.get("ROOTLESS_STORAGE_DRIVER") or "auto",
-    )
     try:
-        code = handler(opts, args)
+        code = handler(global_options(args), args)
     except RootlessError as err:
         print(f"rootless: {err}", file=sys.stderr)
         if err.hint:
