@@ -422,10 +422,14 @@ class CowFs(k.Session):
             del self.listings[next(iter(self.listings))]
         return listing, listing_id, index
 
-    def readdir(self, node: int, payload: memoryview) -> bytes:
+    def _read_listing(self, node: int, payload: memoryview) -> tuple[_Listing, int, int, int]:
+        """For a READDIR(PLUS): the listing, its offset base, the next index, the size."""
         _, offset, size, _ = k.READ_IN.unpack_from(payload)
         listing, listing_id, start = self._listing(node, offset)
-        base = listing_id << 32
+        return listing, listing_id << 32, start, size
+
+    def readdir(self, node: int, payload: memoryview) -> bytes:
+        listing, base, start, size = self._read_listing(node, payload)
         out = bytearray()
         entries = listing.entries
         for index in range(start, len(entries)):
@@ -437,9 +441,7 @@ class CowFs(k.Session):
         return bytes(out)
 
     def readdirplus(self, node: int, payload: memoryview) -> bytes:
-        _, offset, size, _ = k.READ_IN.unpack_from(payload)
-        handle, listing_id, start = self._listing(node, offset)
-        base = listing_id << 32
+        handle, base, start, size = self._read_listing(node, payload)
         out = bytearray()
         entries = handle.entries
         parent = self.nodes.path(handle.node)

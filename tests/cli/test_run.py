@@ -29,13 +29,6 @@ def store_image(root: Path, busybox_tar: Path, config: dict[str, Any], tag: str)
     return str(image.image_id)
 
 
-@pytest.fixture(params=["full", "single"])
-def mode(request: pytest.FixtureRequest) -> str:
-    if request.param == "full" and not isinstance(IdMapping.full_or_reason(), IdMapping):
-        pytest.skip("full ID mapping unavailable here")
-    return str(request.param)
-
-
 @pytest.fixture
 def rl(store_root: Path, busybox_tar: Path, mode: str) -> Rootless:
     """The CLI on a store holding `busybox` (Cmd sh) in the given mapping mode."""

@@ -16,18 +16,10 @@ from typing import Any
 import pytest
 
 from rootless.cowfs.driver import unavailable
-from rootless.sandbox import IdMapping
 from tests.cli.test_run import store_image
 from tests.helpers import Rootless, runner
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["full", "single"])
-def mode(request: pytest.FixtureRequest) -> str:
-    if request.param == "full" and not isinstance(IdMapping.full_or_reason(), IdMapping):
-        pytest.skip("full ID mapping unavailable here")
-    return str(request.param)
 
 
 @pytest.fixture
