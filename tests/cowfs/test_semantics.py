@@ -362,6 +362,25 @@ def test_rename_file_over_lower_file_and_rmdir_rules(stack: Stack, driver: str) 
     assert data == b"keep" and not keep_exists and code == errno.ENOTEMPTY
 
 
+def test_an_open_file_outlives_its_name(stack: Stack, driver: str) -> None:
+    # The temporary-file idiom, and a lower file read after `rm`: the data stays
+    # reachable through the open descriptor, the name is free for a new file.
+    def scenario(root: Path) -> tuple[bytes, int, bytes, bool, bytes]:
+        with open(root / "scratch", "w+b") as f, open(root / "keep", "rb") as lower:
+            os.unlink(root / "scratch")
+            os.unlink(root / "keep")
+            f.write(b"hello")
+            f.flush()
+            os.ftruncate(f.fileno(), 3)
+            f.seek(0)
+            data, size = f.read(), os.fstat(f.fileno()).st_size
+            (root / "scratch").write_bytes(b"new")
+            return (data, size, lower.read(), (root / "keep").exists(),
+                    (root / "scratch").read_bytes())
+    got, _ = _run(stack, driver, scenario)  # type: ignore[misc]
+    assert got == (b"hel", 3, b"keep", False, b"new")
+
+
 def test_whiteouts_never_show_through_the_mount(stack: Stack, driver: str) -> None:
     def scenario(root: Path) -> list[str]:
         os.unlink(root / "a")
