@@ -72,6 +72,8 @@ ATTR = struct.Struct("<QQQQQQIIIIIIIIII")
 ENTRY_HEAD = struct.Struct("<QQQQII")    # nodeid generation entry_valid attr_valid 2 nsec
 ATTR_OUT_HEAD = struct.Struct("<QII")    # attr_valid attr_valid_nsec dummy
 DIRENT = struct.Struct("<QQII")          # ino off namelen type
+DIRENT_HEAD = struct.Struct("<QQ")       # ... in two parts: what changes with the offset
+DIRENT_TAIL = struct.Struct("<II")
 INIT_IN = struct.Struct("<IIII")
 INIT_OUT = struct.Struct("<IIIIHHIIHHI28x")
 OPEN_OUT = struct.Struct("<QII")
@@ -130,10 +132,10 @@ def two_cstrings(data: memoryview) -> tuple[str, str]:
     return os.fsdecode(first), os.fsdecode(second)
 
 
-def dirent(ino: int, offset: int, name: bytes, kind: int) -> bytes:
-    """One struct fuse_dirent, padded to 8 bytes."""
-    padding = -len(name) % 8
-    return DIRENT.pack(ino, offset, len(name), kind >> 12) + name + b"\0" * padding
+def dirent_parts(name: bytes, kind: int) -> tuple[bytes, bytes]:
+    """A ``struct fuse_dirent`` but its ino and offset (``DIRENT_HEAD``, packed per
+    reply): (namelen and type, the name padded to 8 bytes)."""
+    return DIRENT_TAIL.pack(len(name), kind >> 12), name + b"\0" * (-len(name) % 8)
 
 
 class Session:

@@ -57,7 +57,8 @@ class _Listing:
     """A directory's entries as one READDIR sequence saw them: offsets index into it."""
 
     node: int
-    entries: list[tuple[bytes, int, int]]   # name, S_IFMT type, inode number
+    # (name, name as bytes + NUL padding, inode number, the dirent's namelen/type) each
+    entries: list[tuple[str, bytes, int, bytes]]
     version: int            # the server's change count when listed
     only_layer: str = ""    # the one real directory behind it, if only one
     in_upper: bool = False  # whether that directory is the upper's
@@ -404,9 +405,12 @@ class CowFs(k.Session):
             return listing, listing_id, index
         # Offset 0, or a listing long forgotten (then the index is the best guess left).
         path = self.nodes.path(node)
-        entries = [(b".", stat.S_IFDIR, 1), (b"..", stat.S_IFDIR, 1)]  # glibc skips ino 0
-        entries += [(os.fsencode(name), kind, ino)
-                    for name, kind, ino in self.union.readdir_ino(path)]
+        listed = [(".", stat.S_IFDIR, 1), ("..", stat.S_IFDIR, 1)]  # glibc skips ino 0
+        listed += self.union.readdir_ino(path)
+        entries = []
+        for name, kind, ino in listed:
+            tail, padded = k.dirent_parts(os.fsencode(name), kind)
+            entries.append((name, padded, ino, tail))
         listing = _Listing(node, entries, self.version)
         layers = self.union.dir_layers(path)
         if len(layers) == 1:
@@ -433,12 +437,14 @@ class CowFs(k.Session):
         listing, base, start, size = self._read_listing(node, payload)
         out = bytearray()
         entries = listing.entries
+        head = k.DIRENT_HEAD.pack
         for index in range(start, len(entries)):
-            name, kind, ino = entries[index]
-            record = k.dirent(ino, base | (index + 1), name, kind)
-            if len(out) + len(record) > size:
+            _, name, ino, tail = entries[index]
+            if len(out) + k.DIRENT.size + len(name) > size:
                 break
-            out += record
+            out += head(ino, base | (index + 1))
+            out += tail
+            out += name
         return bytes(out)
 
     def readdirplus(self, node: int, payload: memoryview) -> bytes:
@@ -452,30 +458,35 @@ class CowFs(k.Session):
         only = handle.only_layer + "/" if handle.version == self.version else ""
         lower = not handle.in_upper
         lookup, lstat, attr = self.union.lookup, os.lstat, self.attrs.of
-        plain = handle.plain
+        attr_plain = self.attrs.of_plain if handle.plain else None
+        remember, entry_head, head = self.nodes.remember, k.ENTRY_HEAD.pack, k.DIRENT_HEAD.pack
         for index in range(start, len(entries)):
-            name, kind, ino = entries[index]
-            if len(out) + _DIRENTPLUS_FIXED + len(name) + 7 > size:
+            text, name, ino, tail = entries[index]
+            if len(out) + _DIRENTPLUS_FIXED + len(name) > size:
                 break
             packed = None
-            if index >= 2:
-                text = os.fsdecode(name)
-                if only:
-                    with contextlib.suppress(OSError):
-                        real = only + text
-                        packed = (self.attrs.of_plain(lstat(real)) if plain
-                                  else attr(real, lstat(real), lower))
+            if index < 2:
+                pass
+            elif only:
+                real = only + text
+                try:
+                    st = lstat(real)
+                except OSError:
+                    pass
                 else:
-                    entry = lookup(prefix + text)
-                    if entry is not None:
-                        packed = self.attrs.of_entry(entry)
+                    packed = attr_plain(st) if attr_plain else attr(real, st, lower)
+            else:
+                entry = lookup(prefix + text)
+                if entry is not None:
+                    packed = self.attrs.of_entry(entry)
             if packed is None:
                 out += _NO_ENTRY
             else:
-                out += k.ENTRY_HEAD.pack(self.nodes.remember(prefix + text), 0, TIMEOUT, TIMEOUT,
-                                         0, 0)
+                out += entry_head(remember(prefix + text), 0, TIMEOUT, TIMEOUT, 0, 0)
                 out += packed
-            out += k.dirent(ino, base | (index + 1), name, kind)
+            out += head(ino, base | (index + 1))
+            out += tail
+            out += name
         return bytes(out)
 
     def releasedir(self, node: int, payload: memoryview) -> bytes:

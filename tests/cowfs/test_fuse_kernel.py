@@ -16,7 +16,8 @@ def test_struct_sizes_match_the_kernel_abi() -> None:
 
 
 def test_dirents_are_padded_to_eight_bytes() -> None:
-    record = k.dirent(7, 3, b"abc", stat.S_IFDIR)
+    tail, name = k.dirent_parts(b"abc", stat.S_IFDIR)
+    record = k.DIRENT_HEAD.pack(7, 3) + tail + name
     assert len(record) == 32 and record.endswith(b"abc\0\0\0\0\0")
     assert k.DIRENT.unpack_from(record) == (7, 3, 3, stat.S_IFDIR >> 12)
 
