@@ -14,9 +14,7 @@ import stat
 
 from rootless.cowfs import fuse_kernel as k
 from rootless.cowfs.union import Entry
-from rootless.oci.layer_ondisk import plain_directory, presented
-
-_OWN_IDS = (os.getuid(), os.getgid())   # outside a user namespace: container root's files
+from rootless.oci.layer_ondisk import OWN_GID, OWN_UID, has_records, presented, records_flagged
 
 
 def _id_map(path: str) -> list[tuple[int, int]]:
@@ -49,6 +47,7 @@ class Attributes:
         self._shown_ids: dict[tuple[int, int], int] = {}
         self._lower: dict[str, bytes] = {}
         self._plain_dirs: dict[str, bool] = {}
+        self._flagged_roots: dict[str, bool] = {}
 
     def shown_id(self, value: int, ranges: list[tuple[int, int]], kind: int) -> int:
         # An owner this namespace does not map would reach the kernel as "nobody", whom
@@ -66,16 +65,7 @@ class Attributes:
             if packed is not None:
                 return packed
         shown = presented(real, st)
-        fmt = shown.fmt
-        device = fmt == stat.S_IFCHR or fmt == stat.S_IFBLK
-        a_sec, a_ns = divmod(st.st_atime_ns, 1_000_000_000)
-        m_sec, m_ns = divmod(st.st_mtime_ns, 1_000_000_000)
-        c_sec, c_ns = divmod(st.st_ctime_ns, 1_000_000_000)
-        packed = k.ATTR.pack(
-            st.st_ino, 0 if device else st.st_size, st.st_blocks, a_sec, m_sec, c_sec,
-            a_ns, m_ns, c_ns, fmt | shown.mode, st.st_nlink,
-            self.shown_id(shown.uid, self.uid_map, 0), self.shown_id(shown.gid, self.gid_map, 1),
-            encode_dev(shown.rdev) if device else 0, st.st_blksize, 0)
+        packed = self._pack(st, shown.fmt, shown.mode, shown.uid, shown.gid, shown.rdev)
         if lower:
             self._lower[real] = packed
         return packed
@@ -85,26 +75,38 @@ class Attributes:
             return self.of_plain(entry.st)
         return self.of(entry.real, entry.st, not entry.in_upper)
 
+    def of_plain(self, st: os.stat_result) -> bytes:
+        """``of`` for a lower file without records: ``presented_from_stat`` inlined, as a
+        directory listing calls it once per entry."""
+        fmt = stat.S_IFMT(st.st_mode)
+        uid, gid = st.st_uid, st.st_gid
+        return self._pack(st, fmt, 0o777 if fmt == stat.S_IFLNK else stat.S_IMODE(st.st_mode),
+                          0 if uid == OWN_UID else uid, 0 if gid == OWN_GID else gid, 0)
+
     def is_plain(self, directory: str) -> bool:
         """Whether lower DIRECTORY holds no records (its files need no xattr read)."""
         known = self._plain_dirs.get(directory)
         if known is None:
             root = next((r for r in self.lowers
                          if directory == r or directory.startswith(r + "/")), None)
-            known = root is not None and plain_directory(directory, root)
+            known = root is not None and self._flagged(root) and not has_records(directory)
             self._plain_dirs[directory] = known
         return known
 
-    def of_plain(self, st: os.stat_result) -> bytes:
-        """``of`` for a lower file without records: from its lstat alone."""
-        fmt = stat.S_IFMT(st.st_mode)
+    def _flagged(self, root: str) -> bool:
+        known = self._flagged_roots.get(root)
+        if known is None:
+            known = self._flagged_roots[root] = records_flagged(root)
+        return known
+
+    def _pack(self, st: os.stat_result, fmt: int, mode: int, uid: int, gid: int,
+              rdev: int) -> bytes:
+        device = fmt == stat.S_IFCHR or fmt == stat.S_IFBLK
         a_sec, a_ns = divmod(st.st_atime_ns, 1_000_000_000)
         m_sec, m_ns = divmod(st.st_mtime_ns, 1_000_000_000)
         c_sec, c_ns = divmod(st.st_ctime_ns, 1_000_000_000)
-        uid, gid = st.st_uid, st.st_gid
         return k.ATTR.pack(
-            st.st_ino, st.st_size, st.st_blocks, a_sec, m_sec, c_sec, a_ns, m_ns, c_ns,
-            st.st_mode if fmt != stat.S_IFLNK else fmt | 0o777, st.st_nlink,
-            0 if uid == _OWN_IDS[0] else self.shown_id(uid, self.uid_map, 0),
-            0 if gid == _OWN_IDS[1] else self.shown_id(gid, self.gid_map, 1),
-            0, st.st_blksize, 0)
+            st.st_ino, 0 if device else st.st_size, st.st_blocks, a_sec, m_sec, c_sec,
+            a_ns, m_ns, c_ns, fmt | mode, st.st_nlink,
+            self.shown_id(uid, self.uid_map, 0), self.shown_id(gid, self.gid_map, 1),
+            encode_dev(rdev) if device else 0, st.st_blksize, 0)

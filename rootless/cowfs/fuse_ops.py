@@ -188,7 +188,7 @@ class CowFs(k.Session):
 
     def _kill_privileges(self, path: str) -> None:
         """What the kernel does on a write or truncate by someone else: drop setuid/setgid."""
-        entry = self.union.get(path)
+        entry = self.union.get(path)  # already in the upper: chmod copies nothing
         shown = self.union.shown(entry)
         kill = shown.mode & stat.S_ISUID
         if shown.mode & stat.S_ISGID and shown.mode & stat.S_IXGRP:
@@ -196,7 +196,7 @@ class CowFs(k.Session):
         if kill:
             self.union.chmod(path, shown.mode & ~kill)
         with contextlib.suppress(OSError):
-            os.removexattr(self.union.get(path).real, "security.capability")
+            os.removexattr(entry.real, "security.capability")
 
     def readlink(self, node: int, payload: memoryview) -> bytes:
         return os.readlink(os.fsencode(self.union.get(self.nodes.path(node)).real))

@@ -131,19 +131,22 @@ def flag_records_kept(layer_root: Path | str) -> None:
     os.setxattr(layer_root, RECORDS_FLAGGED_XATTR, b"1", follow_symlinks=False)
 
 
-def plain_directory(directory: str, layer_root: str) -> bool:
-    """Whether DIRECTORY (inside the unpacked layer LAYER_ROOT) surely holds no records:
-    its entries are then presented from lstat alone (no xattr read per file)."""
+def records_flagged(layer_root: Path | str) -> bool:
+    """Whether every record under LAYER_ROOT flagged its directory (see ``has_records``)."""
     try:
-        if os.getxattr(layer_root, RECORDS_FLAGGED_XATTR, follow_symlinks=False) != b"1":
-            return False
+        return os.getxattr(layer_root, RECORDS_FLAGGED_XATTR, follow_symlinks=False) == b"1"
     except OSError:
         return False
+
+
+def has_records(directory: Path | str) -> bool:
+    """Whether some entry of DIRECTORY may carry a record. Meaningful only inside a layer
+    whose records are flagged: elsewhere assume it does."""
     try:
         os.getxattr(directory, RECORDS_XATTR, follow_symlinks=False)
     except OSError:
-        return True
-    return False
+        return False
+    return True
 
 
 def write_device_record(path: Path | str, override: Override) -> None:
@@ -209,13 +212,13 @@ class Presented:
 def presented(path: Path | str, st: os.stat_result) -> Presented:
     """Apply the override xattr (if any) to what lstat says."""
     fmt = stat.S_IFMT(st.st_mode)
-    uid, gid = _namespace_id(st.st_uid, _OWN_UID), _namespace_id(st.st_gid, _OWN_GID)
+    uid, gid = _namespace_id(st.st_uid, OWN_UID), _namespace_id(st.st_gid, OWN_GID)
     if fmt == stat.S_IFLNK:
         owner = read_link_owner(path)
         return Presented(fmt, *(owner or (uid, gid)), 0o777)
     override = read_override(path) if fmt in (stat.S_IFREG, stat.S_IFDIR) else None
     if override is None:
-        return Presented(fmt, uid, gid, stat.S_IMODE(st.st_mode), st.st_rdev)
+        return presented_from_stat(st)
     device = override.device()
     if device is not None and fmt == stat.S_IFREG:
         return Presented(device[0], override.uid, override.gid, override.mode,
@@ -228,7 +231,15 @@ def presented(path: Path | str, st: os.stat_result) -> Presented:
 
 
 
-_OWN_UID, _OWN_GID = os.getuid(), os.getgid()
+def presented_from_stat(st: os.stat_result) -> Presented:
+    """``presented`` for a file that carries no record: what lstat says."""
+    fmt = stat.S_IFMT(st.st_mode)
+    return Presented(fmt, _namespace_id(st.st_uid, OWN_UID), _namespace_id(st.st_gid, OWN_GID),
+                     0o777 if fmt == stat.S_IFLNK else stat.S_IMODE(st.st_mode), st.st_rdev)
+
+
+# Outside a user namespace our own files mean container root (ID 0); inside, we are 0.
+OWN_UID, OWN_GID = os.getuid(), os.getgid()
 
 
 def _namespace_id(on_disk: int, own: int) -> int:
